@@ -1,0 +1,64 @@
+"""The annotator interface: where labels come from (Label Studio, or a simulated oracle).
+
+Contract, so that the loop can resume after a crash anywhere:
+- `push` must be idempotent by example id: pushing an example that the annotator already has returns
+  its existing task id instead of creating a second task.
+- `pull` is given what the ledger still waits for and returns whatever is completed so far (possibly
+  nothing, possibly part of the batch, possibly answers to older tasks); calling it twice is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """One example to label, with the model's guess to pre-fill and its rank by ambiguity."""
+
+    example_id: str
+    round: int
+    rank: int
+    data: dict[str, Any]
+    predicted_label: str | None = None
+    confidence: float | None = None
+    ambiguity: float | None = None
+    model_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One answer from one annotator (a human, a bot, or the simulation)."""
+
+    example_id: str
+    label: str
+    annotator: str
+    created_at: str
+    updated_at: str | None = None
+    lead_time: float | None = None
+    external_id: str | None = None
+
+
+@dataclass
+class PullResult:
+    """What a pull found: new or updated answers, skipped examples, and examples whose task is gone."""
+
+    annotations: list[Annotation] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+class Annotator(Protocol):
+    """Where labels come from."""
+
+    name: str
+
+    def push(self, tasks: Sequence[TaskRequest]) -> dict[str, str]:
+        """Create tasks (idempotently); returns example id -> task id."""
+        ...
+
+    def pull(self, pending: Mapping[str, str | None]) -> PullResult:
+        """Fetch completed answers; `pending` maps each awaited example id to its task id."""
+        ...

@@ -1,0 +1,258 @@
+"""Typed configuration read from YAML; every default lives here.
+
+Relative paths inside a config file are resolved against the folder of that file, so a config
+works the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from al_loop.errors import ConfigError
+
+STRATEGIES = ("random", "least_confidence", "margin", "entropy")
+StrategyName = Literal["random", "least_confidence", "margin", "entropy"]
+BUNDLED_DATASETS = ("digits", "breast_cancer", "wine")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetConfig(_Strict):
+    """Where the pool comes from and which columns mean what."""
+
+    path: Path | None = None
+    name: Literal["digits", "breast_cancer", "wine"] | None = None
+    id_column: str = "id"
+    text_column: str | None = None
+    feature_columns: list[str] | None = None
+    label_column: str | None = "label"
+    classes: list[str] | None = None
+    test_path: Path | None = None
+    test_size: float = Field(0.2, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DatasetConfig:
+        if (self.path is None) == (self.name is None):
+            raise ValueError("set exactly one of dataset.path (a CSV/Parquet/JSONL file) or dataset.name "
+                             f"(a bundled dataset: {', '.join(BUNDLED_DATASETS)})")
+        if self.path is not None and (self.text_column is None) == (self.feature_columns is None):
+            raise ValueError("set exactly one of dataset.text_column or dataset.feature_columns")
+        if self.feature_columns is not None and not self.feature_columns:
+            raise ValueError("dataset.feature_columns is empty; list at least one numeric column")
+        if self.classes is not None:
+            if len(self.classes) < 2:
+                raise ValueError("dataset.classes needs at least two class names")
+            if len(set(self.classes)) != len(self.classes):
+                raise ValueError("dataset.classes has duplicate names")
+        return self
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes_as_strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        return value
+
+
+class FeaturesConfig(_Strict):
+    """Featurization, fitted on the pool without labels: TF-IDF for text, standard scaling for numbers."""
+
+    max_features: int | None = Field(20000, gt=0)
+    min_df: int = Field(1, ge=1)
+    ngram_max: int = Field(1, ge=1, le=3)
+    sublinear_tf: bool = True
+    stop_words: Literal["english"] | None = None
+
+
+class ModelConfig(_Strict):
+    """The scikit-learn estimator: import path and constructor parameters."""
+
+    estimator: str = "sklearn.linear_model.LogisticRegression"
+    params: dict[str, Any] = Field(default_factory=lambda: {"max_iter": 1000})
+
+
+class LoopConfig(_Strict):
+    """How many labels, in which batches, picked by which strategy."""
+
+    strategy: StrategyName = "margin"
+    batch_size: int = Field(10, gt=0)
+    initial_size: int = Field(20, gt=0, description="size of the random seed set labeled first")
+    budget: int | None = Field(200, gt=0, description="stop once this many labels are used")
+    max_rounds: int | None = Field(None, gt=0, description="stop after this many query rounds")
+
+    @model_validator(mode="after")
+    def _has_a_stop(self) -> LoopConfig:
+        if self.budget is None and self.max_rounds is None:
+            raise ValueError("set loop.budget or loop.max_rounds (or both) so the loop knows when to stop")
+        return self
+
+
+class SimulatedAnnotatorConfig(_Strict):
+    """An oracle answering from the label column, optionally wrong at a given rate."""
+
+    kind: Literal["simulated"] = "simulated"
+    noise: float = Field(0.0, ge=0, le=1, description="probability that an answer is a random wrong class")
+
+
+class TrackingConfig(_Strict):
+    """MLflow: where runs go. Default store: sqlite under the output folder."""
+
+    uri: str | None = None
+    experiment: str = "al-loop"
+    log_model: bool = True
+
+
+class CompareConfig(_Strict):
+    """Defaults for `al-loop compare`."""
+
+    strategies: list[StrategyName] = Field(default_factory=lambda: ["margin", "random"])
+    seeds: int = Field(3, gt=0)
+    targets: list[float] = Field(default_factory=lambda: [0.95, 0.98])
+
+
+class Config(_Strict):
+    """The whole run configuration."""
+
+    dataset: DatasetConfig
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
+    annotator: SimulatedAnnotatorConfig = Field(default_factory=SimulatedAnnotatorConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+    seed: int = Field(0, ge=0)
+    output_dir: Path = Path("runs")
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI: the configured one, else a sqlite store in the output folder."""
+        return self.tracking.uri or f"sqlite:///{self.output_dir.resolve() / 'mlflow.db'}"
+
+    @property
+    def run_name(self) -> str:
+        """Name of one loop run: strategy and seed (its ledger lives in a folder of that name)."""
+        return f"{self.loop.strategy}-seed{self.seed}"
+
+    def identity(self) -> str:
+        """Hash of everything that decides the picks; a resumed run must match it.
+
+        Budget and max_rounds are left out on purpose: extending a finished run is a normal thing to do.
+        """
+        keep = {
+            "dataset": self.dataset.model_dump(mode="json"),
+            "features": self.features.model_dump(mode="json"),
+            "model": self.model.model_dump(mode="json"),
+            "strategy": self.loop.strategy,
+            "batch_size": self.loop.batch_size,
+            "initial_size": self.loop.initial_size,
+            "annotator": self.annotator.model_dump(mode="json"),
+            "seed": self.seed,
+        }
+        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+    def with_overrides(self, *, strategy: str | None = None, seed: int | None = None) -> Config:
+        """A copy with the strategy and/or seed replaced (validated like the file)."""
+        data = self.model_dump()
+        if strategy is not None:
+            data["loop"]["strategy"] = strategy
+        if seed is not None:
+            data["seed"] = seed
+        return _validate(data, source="command-line options")
+
+    def flat_params(self) -> dict[str, str]:
+        """The config flattened to `section.key: value` strings, for MLflow params (no secrets)."""
+        flat: dict[str, str] = {}
+        _flatten(self.model_dump(mode="json"), "", flat)
+        return {k: v for k, v in flat.items() if not _looks_secret(k)}
+
+
+def _looks_secret(key: str) -> bool:
+    lowered = key.lower()
+    return any(word in lowered for word in ("token", "password", "secret", "api_key"))
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(item, f"{prefix}{key}.", out)
+    else:
+        out[prefix.rstrip(".")] = json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (check its spelling; see the config reference in README.md)")
+        elif item["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"  {key}: {message} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _validate(data: Any, source: str) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config ({source}): expected a mapping of keys at the top level")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, source)) from None
+
+
+def _resolve(base: Path, path: Path | None, key: str, must_exist: bool) -> Path | None:
+    if path is None:
+        return None
+    resolved = path if path.is_absolute() else (base / path)
+    resolved = resolved.resolve()
+    if must_exist and not resolved.exists():
+        raise ConfigError(f"{key}: file not found: {resolved} (relative paths are resolved against the "
+                          f"config file's folder, {base})")
+    return resolved
+
+
+def check_estimator(model: ModelConfig) -> type:
+    """Import the estimator class and check it can be built and gives probabilities."""
+    module_name, _, class_name = model.estimator.rpartition(".")
+    try:
+        estimator_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"model.estimator: cannot import {model.estimator!r}; give a full import path "
+                          "such as sklearn.linear_model.LogisticRegression") from None
+    try:
+        estimator = estimator_class(**model.params)
+    except TypeError as error:
+        raise ConfigError(f"model.params: {model.estimator} does not accept these parameters: {error}") from None
+    if not hasattr(estimator, "predict_proba"):
+        raise ConfigError(f"model.estimator: {model.estimator} has no predict_proba; uncertainty sampling "
+                          "needs class probabilities (wrap it in sklearn.calibration.CalibratedClassifierCV)")
+    return estimator_class
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML config, validate it, and resolve its paths; errors name the key at fault."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    config = _validate(data if data is not None else {}, source=str(path))
+    base = path.resolve().parent
+    config.dataset.path = _resolve(base, config.dataset.path, "dataset.path", must_exist=True)
+    config.dataset.test_path = _resolve(base, config.dataset.test_path, "dataset.test_path", must_exist=True)
+    config.output_dir = _resolve(base, config.output_dir, "output_dir", must_exist=False)
+    check_estimator(config.model)
+    return config

@@ -1,0 +1,329 @@
+"""The ledger: a durable SQLite record of every example's status, every annotation and every round.
+
+It is the single source of truth of a run. Every change is one transaction, written before and after
+each external call, so a run interrupted anywhere resumes without picking an example twice or losing a
+label. A file lock (released by the OS if the process dies) keeps a second process out.
+
+Examples never touched by the loop are not stored: absent means unlabeled, so a pool of millions costs
+nothing here. Statuses: unlabeled (returned to the pool), queued (picked, maybe pushed), labeled, skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from al_loop.annotators.base import Annotation
+from al_loop.clock import utc_now
+from al_loop.errors import LedgerBusyError, LedgerMismatchError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS examples (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('unlabeled', 'queued', 'labeled', 'skipped')),
+    round INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    ambiguity REAL,
+    predicted_label TEXT,
+    confidence REAL,
+    model_version TEXT,
+    task_id TEXT,
+    pushed_at TEXT,
+    label TEXT,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS examples_status ON examples (status);
+CREATE TABLE IF NOT EXISTS annotations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    example_id TEXT NOT NULL REFERENCES examples (id),
+    value TEXT NOT NULL,
+    annotator TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT,
+    lead_time REAL,
+    external_id TEXT,
+    round INTEGER NOT NULL,
+    model_version TEXT,
+    predicted_label TEXT,
+    confidence REAL,
+    superseded_by INTEGER REFERENCES annotations (seq),
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS annotations_example ON annotations (example_id);
+CREATE TABLE IF NOT EXISTS rounds (
+    round INTEGER PRIMARY KEY,
+    strategy TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'evaluated', 'logged')),
+    batch_size INTEGER NOT NULL,
+    model_version TEXT,
+    n_labels INTEGER,
+    metrics TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One example chosen for labeling, with what the model thought when it was picked."""
+
+    example_id: str
+    rank: int
+    ambiguity: float | None
+    predicted_label: str | None
+    confidence: float | None
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """A round as stored: status queued -> evaluated -> logged."""
+
+    round: int
+    strategy: str
+    status: str
+    batch_size: int
+    model_version: str | None
+    n_labels: int | None
+    metrics: dict[str, float]
+
+
+class Ledger:
+    """Durable state of one loop run. Open it with `Ledger.open(path)` as a context manager."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    # -- opening and identity ---------------------------------------------------------------------
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: str | Path) -> Iterator[Ledger]:
+        """Open (creating if needed) and lock the ledger; a second process gets LedgerBusyError."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path) + ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise LedgerBusyError(
+                f"another al-loop process is using the ledger {path} (lock file {path}.lock). Wait for it to "
+                "finish or stop it; a lock left by a crashed process is released automatically") from None
+        connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+        try:
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = FULL")
+            connection.executescript(SCHEMA)
+            yield cls(connection, path)
+        finally:
+            connection.close()
+            lock.release()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All-or-nothing write: commits on success, rolls back on any exception."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def bind(self, identity: dict[str, str]) -> None:
+        """Record what this ledger belongs to, or refuse if it belongs to something else."""
+        mismatched = []
+        for key, value in identity.items():
+            stored = self.get_meta(key)
+            if stored is None:
+                self.set_meta(key, value)
+            elif stored != value:
+                mismatched.append(key)
+        if mismatched:
+            raise LedgerMismatchError(
+                f"the ledger {self.path} was started with a different {', '.join(mismatched)}; resuming would "
+                "mix two experiments. Restore the original config/data, or set a new output_dir")
+
+    # -- picking and pushing ----------------------------------------------------------------------
+
+    def queue_round(self, round_index: int, strategy: str, model_version: str | None,
+                    picks: Sequence[Pick]) -> None:
+        """Record a new round and its picks as queued, in one transaction.
+
+        Refuses (and writes nothing) if any pick was already queued, labeled or skipped.
+        """
+        now = utc_now()
+        with self.transaction() as db:
+            ids = [p.example_id for p in picks]
+            taken = _fetch_taken(db, ids)
+            if taken:
+                raise ValueError(f"examples already in use, not picked again: {taken[:5]}")
+            db.execute("INSERT INTO rounds (round, strategy, status, batch_size, model_version, started_at) "
+                       "VALUES (?, ?, 'queued', ?, ?, ?)", (round_index, strategy, len(picks), model_version, now))
+            db.executemany(
+                "INSERT INTO examples (id, status, round, rank, ambiguity, predicted_label, confidence, "
+                "model_version, updated_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET status = 'queued', round = excluded.round, rank = excluded.rank, "
+                "ambiguity = excluded.ambiguity, predicted_label = excluded.predicted_label, "
+                "confidence = excluded.confidence, model_version = excluded.model_version, task_id = NULL, "
+                "pushed_at = NULL, label = NULL, updated_at = excluded.updated_at",
+                [(p.example_id, round_index, p.rank, p.ambiguity, p.predicted_label, p.confidence, model_version,
+                  now) for p in picks])
+
+    def unpushed(self) -> list[tuple[str, int, int]]:
+        """Queued examples not yet confirmed as pushed: (id, round, rank), in rank order."""
+        return self._db.execute("SELECT id, round, rank FROM examples WHERE status = 'queued' AND task_id IS NULL "
+                                "ORDER BY round, rank").fetchall()
+
+    def pick_of(self, example_id: str) -> Pick:
+        row = self._db.execute("SELECT id, rank, ambiguity, predicted_label, confidence FROM examples "
+                               "WHERE id = ?", (example_id,)).fetchone()
+        return Pick(*row)
+
+    def mark_pushed(self, task_ids: dict[str, str]) -> None:
+        """Record the annotator's task id of each pushed example."""
+        now = utc_now()
+        with self.transaction() as db:
+            db.executemany("UPDATE examples SET task_id = ?, pushed_at = ?, updated_at = ? "
+                           "WHERE id = ? AND status = 'queued'",
+                           [(str(task), now, now, example) for example, task in task_ids.items()])
+
+    def pending(self) -> dict[str, str | None]:
+        """Queued examples waiting for an answer: example id -> task id."""
+        return dict(self._db.execute("SELECT id, task_id FROM examples WHERE status = 'queued'").fetchall())
+
+    # -- answers ----------------------------------------------------------------------------------
+
+    def record_annotations(self, annotations: Iterable[Annotation]) -> int:
+        """Store annotations and update each example's training label (majority), in one transaction.
+
+        An annotation already stored (same example, annotator, external id and update time) is ignored,
+        so pulling twice is harmless. A newer version of an annotation (same external id) supersedes the
+        older one, which is kept for the audit trail. Returns the number of new annotations.
+        """
+        now = utc_now()
+        added = 0
+        touched: set[str] = set()
+        with self.transaction() as db:
+            for a in annotations:
+                context = db.execute("SELECT round, model_version, predicted_label, confidence FROM examples "
+                                     "WHERE id = ?", (a.example_id,)).fetchone()
+                if context is None:
+                    raise ValueError(f"annotation for unknown example {a.example_id!r} (never picked)")
+                if _already_recorded(db, a):
+                    continue
+                cursor = db.execute(
+                    "INSERT INTO annotations (example_id, value, annotator, created_at, updated_at, lead_time, "
+                    "external_id, round, model_version, predicted_label, confidence, recorded_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (a.example_id, a.label, a.annotator, a.created_at, a.updated_at, a.lead_time, a.external_id,
+                     *context, now))
+                db.execute("UPDATE annotations SET superseded_by = ? WHERE example_id = ? AND seq <> ? AND "
+                           "superseded_by IS NULL AND ((external_id IS NOT NULL AND external_id = ?) OR "
+                           "(external_id IS NULL AND ? IS NULL AND annotator = ?))",
+                           (cursor.lastrowid, a.example_id, cursor.lastrowid, a.external_id, a.external_id,
+                            a.annotator))
+                added += 1
+                touched.add(a.example_id)
+            for example_id in touched:
+                label = _majority(db, example_id)
+                db.execute("UPDATE examples SET status = 'labeled', label = ?, updated_at = ? WHERE id = ?",
+                           (label, now, example_id))
+        return added
+
+    def record_skipped(self, example_ids: Iterable[str]) -> None:
+        """Mark examples the annotators skipped; they are not picked again."""
+        now = utc_now()
+        with self.transaction() as db:
+            db.executemany("UPDATE examples SET status = 'skipped', updated_at = ? WHERE id = ? AND "
+                           "status = 'queued'", [(now, e) for e in example_ids])
+
+    def labels(self) -> dict[str, str]:
+        """Training labels: example id -> consensus label, for every labeled example."""
+        return dict(self._db.execute("SELECT id, label FROM examples WHERE status = 'labeled' "
+                                     "ORDER BY round, rank").fetchall())
+
+    def used_ids(self) -> set[str]:
+        """Examples no longer in the pool (queued, labeled or skipped)."""
+        return {r[0] for r in self._db.execute("SELECT id FROM examples WHERE status <> 'unlabeled'")}
+
+    def annotations(self) -> list[dict[str, object]]:
+        """Every stored annotation (the audit trail), oldest first."""
+        cursor = self._db.execute("SELECT * FROM annotations ORDER BY seq")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def round_ambiguities(self, round_index: int) -> list[tuple[float | None]]:
+        """Ambiguity of each example picked in a round, in rank order."""
+        return self._db.execute("SELECT ambiguity FROM examples WHERE round = ? ORDER BY rank",
+                                (round_index,)).fetchall()
+
+    def status_counts(self) -> dict[str, int]:
+        return dict(self._db.execute("SELECT status, COUNT(*) FROM examples GROUP BY status").fetchall())
+
+    # -- rounds -----------------------------------------------------------------------------------
+
+    def rounds(self) -> list[RoundRecord]:
+        rows = self._db.execute("SELECT round, strategy, status, batch_size, model_version, n_labels, metrics "
+                                "FROM rounds ORDER BY round").fetchall()
+        return [RoundRecord(*row[:6], metrics=json.loads(row[6]) if row[6] else {}) for row in rows]
+
+    def open_round(self) -> RoundRecord | None:
+        """The latest round if it is not fully logged yet (the one to resume), else None."""
+        rounds = self.rounds()
+        return rounds[-1] if rounds and rounds[-1].status != "logged" else None
+
+    def finish_round(self, round_index: int, n_labels: int, metrics: dict[str, float]) -> None:
+        """Store a round's evaluation (status evaluated), before it is sent to tracking."""
+        with self.transaction() as db:
+            db.execute("UPDATE rounds SET status = 'evaluated', n_labels = ?, metrics = ?, finished_at = ? "
+                       "WHERE round = ?", (n_labels, json.dumps(metrics), utc_now(), round_index))
+
+    def mark_logged(self, round_index: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE rounds SET status = 'logged' WHERE round = ?", (round_index,))
+
+
+def _fetch_taken(db: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
+    taken: list[str] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        taken += [r[0] for r in db.execute(f"SELECT id FROM examples WHERE status <> 'unlabeled' AND id IN ({marks})",
+                                           chunk)]
+    return taken
+
+
+def _already_recorded(db: sqlite3.Connection, a: Annotation) -> bool:
+    row = db.execute("SELECT 1 FROM annotations WHERE example_id = ? AND annotator = ? AND external_id IS ? AND "
+                     "updated_at IS ? AND value = ?",
+                     (a.example_id, a.annotator, a.external_id, a.updated_at, a.label)).fetchone()
+    return row is not None
+
+
+def _majority(db: sqlite3.Connection, example_id: str) -> str:
+    """Majority label over current (not superseded) annotations; a tie goes to the earliest answer."""
+    values = [r[0] for r in db.execute("SELECT value FROM annotations WHERE example_id = ? AND superseded_by "
+                                       "IS NULL ORDER BY seq", (example_id,))]
+    counts = Counter(values)
+    best = max(counts.values())
+    return next(v for v in values if counts[v] == best)

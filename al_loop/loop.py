@@ -1,0 +1,245 @@
+"""One round, and the loop: select -> push -> pull -> retrain -> evaluate -> log, resumable anywhere.
+
+Each step reads the ledger first and writes it before moving on, so re-running the same command after
+a crash continues where it stopped: a round already queued is not picked again, a label already pulled
+is not lost, a step already logged is not logged twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from al_loop import __version__
+from al_loop.annotators.base import Annotator, TaskRequest
+from al_loop.annotators.simulated import SimulatedAnnotator
+from al_loop.config import Config
+from al_loop.errors import AlLoopError
+from al_loop.ledger import Ledger, Pick, RoundRecord
+from al_loop.model import FittedModel, build_estimator, evaluate, fit
+from al_loop.plots import plot_learning_curve
+from al_loop.strategies import select
+from al_loop.tracking import Tracker
+from al_loop.workspace import Workspace, prepare
+
+log = logging.getLogger(__name__)
+INITIAL_STRATEGY = "initial-random"
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """What a loop run produced: its MLflow run, its folder, its rounds and why it stopped."""
+
+    run_id: str
+    run_dir: Path
+    rounds: list[RoundRecord]
+    stopped_because: str
+
+    @property
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(labels used, test accuracy) per evaluated round."""
+        done = [r for r in self.rounds if "accuracy" in r.metrics]
+        return (np.array([r.n_labels for r in done], dtype=float),
+                np.array([r.metrics["accuracy"] for r in done], dtype=float))
+
+
+OnRound = Callable[[RoundRecord], None]
+
+
+def build_annotator(config: Config, workspace: Workspace) -> Annotator:
+    """The annotator named in config."""
+    pool = workspace.splits.pool
+    labels = pool.labels if pool.labels is not None else [None] * len(pool)
+    return SimulatedAnnotator(dict(zip(pool.ids, labels, strict=True)), workspace.classes,
+                              noise=config.annotator.noise, seed=config.seed)
+
+
+def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: Annotator | None = None,
+             parent_run_id: str | None = None, on_round: OnRound | None = None) -> LoopResult:
+    """Run (or resume) the loop of a config until its budget, max rounds, or the pool runs out."""
+    workspace = workspace or prepare(config)
+    run_dir = config.output_dir / config.run_name
+    with Ledger.open(run_dir / "ledger.sqlite") as ledger:
+        ledger.bind({"config_identity": config.identity(), "pool_fingerprint": workspace.fingerprint()})
+        tracker = Tracker(config.tracking_uri, config.tracking.experiment)
+        tags = {"strategy": config.loop.strategy, "dataset": _dataset_name(config), "seed": str(config.seed),
+                "al_loop.version": __version__, "al_loop.run_dir": str(run_dir)}
+        run_id = tracker.run_for_ledger(ledger, config.run_name, tags, config.flat_params(), parent_run_id)
+        loop = _Loop(config, workspace, ledger, tracker, run_id,
+                     annotator or build_annotator(config, workspace), on_round)
+        try:
+            reason = loop.run()
+            loop.finish(reason, run_dir)
+        except BaseException as error:
+            tracker.end_run(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            raise
+        return LoopResult(run_id=run_id, run_dir=run_dir, rounds=ledger.rounds(), stopped_because=reason)
+
+
+def _dataset_name(config: Config) -> str:
+    if config.dataset.name:
+        return config.dataset.name
+    assert config.dataset.path is not None
+    return config.dataset.path.name.split(".")[0]
+
+
+class _Loop:
+    """The state machine of one run; every transition is read from and written to the ledger."""
+
+    def __init__(self, config: Config, workspace: Workspace, ledger: Ledger, tracker: Tracker, run_id: str,
+                 annotator: Annotator, on_round: OnRound | None) -> None:
+        self.config = config
+        self.ws = workspace
+        self.ledger = ledger
+        self.tracker = tracker
+        self.run_id = run_id
+        self.annotator = annotator
+        self.on_round = on_round
+        self.template = build_estimator(config.model, config.seed)
+        self._cached: tuple[tuple[int, int], FittedModel] | None = None
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> str:
+        while True:
+            current = self.ledger.open_round()
+            if current is None:
+                reason = self.stop_reason()
+                if reason:
+                    return reason
+                current = self.queue_next_round()
+            started = time.perf_counter()
+            if current.status == "queued":
+                self.push_unpushed()
+                self.collect()
+                self.evaluate(current.round, started)
+            self.log(current.round)
+
+    def stop_reason(self) -> str | None:
+        used = len(self.ledger.used_ids())
+        budget = self.config.loop.budget
+        query_rounds = max(0, len(self.ledger.rounds()) - 1)
+        if budget is not None and used >= budget:
+            return f"budget of {budget} labels reached"
+        if self.config.loop.max_rounds is not None and query_rounds >= self.config.loop.max_rounds:
+            return f"max_rounds ({self.config.loop.max_rounds}) reached"
+        if used >= len(self.ws.splits.pool):
+            return "pool exhausted"
+        return None
+
+    def queue_next_round(self) -> RoundRecord:
+        """Pick the next batch (the random seed set in round 0) and record it as queued."""
+        round_index = len(self.ledger.rounds())
+        used = self.ledger.used_ids()
+        available = np.array([row for row, e in enumerate(self.ws.splits.pool.ids) if e not in used])
+        size = self.config.loop.initial_size if round_index == 0 else self.config.loop.batch_size
+        if self.config.loop.budget is not None:
+            size = min(size, self.config.loop.budget - len(used))
+        size = min(size, len(available))
+        # SeedSequence([seed, round]) gives each round its own stream: a resumed round draws the same
+        # picks, and for one seed every strategy starts from the same initial set (paired comparison).
+        rng = np.random.default_rng([self.config.seed, round_index])
+        if round_index == 0:
+            strategy, model = INITIAL_STRATEGY, None
+            selection = select("random", None, size, rng, n_candidates=len(available))
+            proba = None
+        else:
+            strategy = self.config.loop.strategy
+            model = self.model_for(self.ledger.labels())
+            proba = model.predict_proba(self.ws.x_pool[available])
+            selection = select(strategy, proba, size, rng)
+        picks = []
+        for rank, (row, score) in enumerate(zip(selection.rows, selection.scores, strict=True), start=1):
+            guess = None if proba is None else int(proba[row].argmax())
+            picks.append(Pick(example_id=str(self.ws.splits.pool.ids[available[row]]), rank=rank,
+                              ambiguity=None if np.isnan(score) else float(score),
+                              predicted_label=None if guess is None else self.ws.classes[guess],
+                              confidence=None if guess is None else float(proba[row, guess])))
+        version = None if model is None else f"{self.config.run_name}/round-{round_index - 1}"
+        self.ledger.queue_round(round_index, strategy, version, picks)
+        return self.ledger.rounds()[-1]
+
+    def push_unpushed(self) -> None:
+        """Push queued examples that have no task yet (all of a new round, or the rest after a crash)."""
+        waiting = self.ledger.unpushed()
+        if not waiting:
+            return
+        records = {r.round: r for r in self.ledger.rounds()}
+        tasks = []
+        for example_id, round_index, rank in waiting:
+            pick = self.ledger.pick_of(example_id)
+            row = self.ws.row_of[example_id]
+            tasks.append(TaskRequest(example_id=example_id, round=round_index, rank=rank,
+                                     data=self.ws.splits.pool.inputs.iloc[row].to_dict(),
+                                     predicted_label=pick.predicted_label, confidence=pick.confidence,
+                                     ambiguity=pick.ambiguity, model_version=records[round_index].model_version))
+        self.ledger.mark_pushed(self.annotator.push(tasks))
+
+    def collect(self) -> None:
+        """Pull answers until nothing of the round is pending."""
+        pending = self.ledger.pending()
+        if not pending:
+            return
+        result = self.annotator.pull(pending)
+        self.ledger.record_annotations(result.annotations)
+        self.ledger.record_skipped(result.skipped)
+        still = self.ledger.pending()
+        if still:
+            raise AlLoopError(f"the {self.annotator.name} annotator left {len(still)} example(s) unanswered; "
+                              "re-run the same command to pull again (nothing is lost)")
+
+    def evaluate(self, round_index: int, started: float) -> None:
+        """Retrain on all labels so far, evaluate on held-out rows, and store the round's metrics."""
+        labels = self.ledger.labels()
+        model = self.model_for(labels)
+        metrics: dict[str, float] = {"round": float(round_index)}
+        if self.ws.x_test is not None and self.ws.splits.test is not None:
+            metrics |= evaluate(model, self.ws.x_test, self.ws.splits.test.labels)
+        picked = [r[0] for r in self.ledger.round_ambiguities(round_index) if r[0] is not None]
+        if picked:
+            metrics["pick_ambiguity"] = float(np.mean(picked))
+        metrics["round_seconds"] = time.perf_counter() - started
+        self.ledger.finish_round(round_index, len(labels), metrics)
+
+    def log(self, round_index: int) -> None:
+        record = next(r for r in self.ledger.rounds() if r.round == round_index)
+        self.tracker.log_step(self.run_id, int(record.n_labels or 0), record.metrics)
+        self.ledger.mark_logged(round_index)
+        if self.on_round is not None:
+            self.on_round(record)
+
+    def model_for(self, labels: dict[str, str]) -> FittedModel:
+        """The model fitted on these labels (cached: the model that evaluated a round also picks the next)."""
+        key = (len(labels), hash(tuple(labels.items())))
+        if self._cached is None or self._cached[0] != key:
+            ids = list(labels)
+            model = fit(self.template, self.ws.x_pool[self.ws.rows(ids)], np.array(list(labels.values())),
+                        self.ws.classes)
+            self._cached = (key, model)
+        return self._cached[1]
+
+    # -- the end ----------------------------------------------------------------------------------
+
+    def finish(self, reason: str, run_dir: Path) -> None:
+        """Plot the learning curve, log the final model, and close the MLflow run."""
+        rounds = [r for r in self.ledger.rounds() if "accuracy" in r.metrics]
+        labels = self.ledger.labels()
+        finished_key = f"{len(labels)}:{len(rounds)}"
+        if self.ledger.get_meta("finished") != finished_key:
+            if rounds:
+                png = plot_learning_curve([r.n_labels for r in rounds], [r.metrics["accuracy"] for r in rounds],
+                                          run_dir / "learning_curve.png", f"{self.config.run_name}")
+                self.tracker.log_artifact(self.run_id, png)
+            model = self.model_for(labels) if labels else None
+            if self.config.tracking.log_model and model is not None and hasattr(model.estimator, "fit"):
+                pipeline = Pipeline([("features", self.ws.featurizer), ("model", model.estimator)])
+                self.tracker.log_model(self.run_id, pipeline)
+            self.tracker.set_tags(self.run_id, {"stopped_because": reason})
+            self.ledger.set_meta("finished", finished_key)
+        self.tracker.end_run(self.run_id)

@@ -1,0 +1,80 @@
+"""Query strategies: a scoring function (probabilities -> ambiguity) apart from the selection (top-k).
+
+Scores come from modAL's probability-level measures (`_proba_uncertainty`, `_proba_margin`,
+`_proba_entropy`, the functions behind `classifier_uncertainty` & co.), applied to probabilities
+computed once per round, so the same numbers also give the model's guess for each task and the
+scoring can run on a chunk of the pool. modAL's `ActiveLearner` is not used (broken on
+scikit-learn >= 1.8, see DESIGN.md); the labeled set lives in the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from modAL.uncertainty import _proba_entropy, _proba_margin, _proba_uncertainty
+
+from al_loop.config import STRATEGIES
+
+
+def margin_ambiguity(proba: np.ndarray) -> np.ndarray:
+    """1 - (p_top1 - p_top2): 1 when the two best classes tie, 0 when one class is certain."""
+    return 1.0 - _proba_margin(proba)
+
+
+SCORERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "least_confidence": _proba_uncertainty,
+    "margin": margin_ambiguity,
+    "entropy": _proba_entropy,
+}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Picked rows (positions in the candidate array), most ambiguous first, with their scores."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+
+
+def ambiguity(strategy: str, proba: np.ndarray) -> np.ndarray:
+    """Ambiguity of each row under a strategy: higher means more worth a human label.
+
+    For `random`, which does not score, the margin ambiguity is returned so picks stay comparable.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    return SCORERS.get(strategy, margin_ambiguity)(np.asarray(proba, dtype=float))
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k highest scores, highest first; ties go to the earlier position.
+
+    Hand-written rather than modAL's `multi_argmax`, which returns the top k unranked and leaves ties
+    to argpartition: the rank is pushed to annotators and must be deterministic.
+    """
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    candidates = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    # include every row tied with the k-th score, then order by (score desc, position asc)
+    threshold = scores[candidates].min()
+    candidates = np.flatnonzero(scores >= threshold)
+    order = np.lexsort((candidates, -scores[candidates]))
+    return candidates[order][:k]
+
+
+def select(strategy: str, proba: np.ndarray | None, k: int, rng: np.random.Generator,
+           n_candidates: int | None = None) -> Selection:
+    """Pick k candidates, ranked. `proba` may be None only for `random` (e.g. before any model exists)."""
+    if strategy == "random" or proba is None:
+        n = n_candidates if proba is None else len(proba)
+        if n is None:
+            raise ValueError("random selection without probabilities needs n_candidates")
+        rows = rng.permutation(n)[: min(k, n)]
+        scores = np.full(len(rows), np.nan) if proba is None else margin_ambiguity(proba[rows])
+        return Selection(rows=rows, scores=scores)
+    scores = ambiguity(strategy, proba)
+    rows = top_k(scores, k)
+    return Selection(rows=rows, scores=scores[rows])
