@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -172,12 +173,17 @@ class Config(_Strict):
         """The config flattened to `section.key: value` strings, for MLflow params (no secrets)."""
         flat: dict[str, str] = {}
         _flatten(self.model_dump(mode="json"), "", flat)
-        return {k: v for k, v in flat.items() if not _looks_secret(k)}
+        return {k: _redact_url(v) for k, v in flat.items() if not _looks_secret(k)}
 
 
 def _looks_secret(key: str) -> bool:
     lowered = key.lower()
     return any(word in lowered for word in ("token", "password", "secret", "api_key"))
+
+
+def _redact_url(value: str) -> str:
+    """Hide credentials in URLs such as postgresql://user:password@host/db."""
+    return re.sub(r"(://)[^/@\s]+@", r"\1***@", value)
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:

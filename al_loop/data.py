@@ -214,7 +214,7 @@ def build_featurizer(dataset: DatasetConfig, features: FeaturesConfig) -> Column
         vectorizer = TfidfVectorizer(max_features=features.max_features, min_df=features.min_df,
                                      ngram_range=(1, features.ngram_max), sublinear_tf=features.sublinear_tf,
                                      stop_words=features.stop_words, dtype=np.float32)
-        return ColumnTransformer([("text", vectorizer, dataset.text_column)])
+        return ColumnTransformer([("text", vectorizer, dataset.text_column)], sparse_threshold=1.0)
     return ColumnTransformer([("numeric", StandardScaler(), list(dataset.feature_columns or []))])
 
 

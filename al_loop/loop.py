@@ -20,7 +20,7 @@ from al_loop import __version__
 from al_loop.annotators.base import Annotator, TaskRequest
 from al_loop.annotators.simulated import SimulatedAnnotator
 from al_loop.config import Config
-from al_loop.errors import AlLoopError
+from al_loop.errors import AlLoopError, DataError
 from al_loop.ledger import Ledger, Pick, RoundRecord
 from al_loop.model import FittedModel, build_estimator, evaluate, fit
 from al_loop.plots import plot_learning_curve
@@ -64,6 +64,7 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
              parent_run_id: str | None = None, on_round: OnRound | None = None) -> LoopResult:
     """Run (or resume) the loop of a config until its budget, max rounds, or the pool runs out."""
     workspace = workspace or prepare(config)
+    check_plan(config, len(workspace.splits.pool))
     run_dir = config.output_dir / config.run_name
     with Ledger.open(run_dir / "ledger.sqlite") as ledger:
         ledger.bind({"config_identity": config.identity(), "pool_fingerprint": workspace.fingerprint()})
@@ -80,6 +81,18 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
             tracker.end_run(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
             raise
         return LoopResult(run_id=run_id, run_dir=run_dir, rounds=ledger.rounds(), stopped_because=reason)
+
+
+def check_plan(config: Config, pool_size: int) -> None:
+    """Refuse batch sizes the pool cannot supply, before anything is picked."""
+    loop = config.loop
+    if loop.initial_size > pool_size:
+        raise DataError(f"loop.initial_size ({loop.initial_size}) is larger than the pool ({pool_size} rows); "
+                        "lower it")
+    if loop.initial_size + loop.batch_size > pool_size:
+        raise DataError(f"loop.batch_size ({loop.batch_size}) is larger than what is left after the initial set "
+                        f"({pool_size - loop.initial_size} of {pool_size} rows); lower loop.batch_size or "
+                        "loop.initial_size")
 
 
 def _dataset_name(config: Config) -> str:

@@ -108,6 +108,6 @@ class Tracker:
 
 def _requirements() -> list[str]:
     """Pinned requirements of the logged model, given explicitly to skip MLflow's slow inference."""
-    import sklearn  # noqa: PLC0415 - only needed here
+    import sklearn
 
     return [f"scikit-learn=={sklearn.__version__}", f"mlflow=={mlflow.__version__}"]

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from al_loop.annotators.base import Annotation, PullResult, TaskRequest
-from al_loop.errors import DataError
 from al_loop.clock import utc_now
+from al_loop.errors import DataError
 
 
 class SimulatedAnnotator:

@@ -1,0 +1,92 @@
+"""Config errors name the key at fault; valid configs load with their paths resolved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from al_loop.config import load_config
+from al_loop.errors import ConfigError
+
+from .conftest import REPO
+
+
+def _write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_quickstart_config_loads_as_shipped() -> None:
+    config = load_config(REPO / "configs" / "quickstart.yaml")
+    assert config.dataset.path == REPO / "data" / "newsgroups6-pool.csv.gz"
+    assert config.dataset.test_path is not None and config.dataset.test_path.exists()
+    assert config.output_dir == REPO / "runs" / "quickstart"
+    assert config.tracking_uri == f"sqlite:///{REPO / 'runs' / 'quickstart' / 'mlflow.db'}"
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ({"dataset": {"name": "digits"}, "loop": {"batchsize": 5}}, "loop.batchsize: unknown key"),
+    ({"dataset": {"name": "digits"}, "loop": {"batch_size": "ten"}}, "loop.batch_size"),
+    ({"dataset": {"name": "digits"}, "loop": {"batch_size": 0}}, "loop.batch_size"),
+    ({"dataset": {"name": "digits"}, "loop": {"strategy": "smartest"}}, "loop.strategy"),
+    ({"dataset": {"name": "digits"}, "colour": "blue"}, "colour: unknown key"),
+    ({"loop": {"batch_size": 5}}, "dataset: required key is missing"),
+    ({"dataset": {"name": "digits", "path": "x.csv"}}, "exactly one of dataset.path"),
+    ({"dataset": {"path": "x.csv", "text_column": "t"}}, "dataset.path: file not found"),
+    ({"dataset": {"name": "digits"}, "loop": {"budget": None}}, "loop.budget or loop.max_rounds"),
+    ({"dataset": {"name": "digits"}, "annotator": {"noise": 1.5}}, "annotator.noise"),
+    ({"dataset": {"name": "digits"}, "model": {"estimator": "sklearn.nope.Model"}}, "model.estimator: cannot import"),
+    ({"dataset": {"name": "digits"}, "model": {"estimator": "sklearn.svm.LinearSVC", "params": {}}},
+     "has no predict_proba"),
+    ({"dataset": {"name": "digits"}, "model": {"params": {"max_iterations": 3}}}, "model.params"),
+    ({"dataset": {"name": "digits", "classes": ["a"]}}, "at least two class names"),
+])
+def test_bad_config_names_the_key(tmp_path: Path, data: object, expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(_write(tmp_path, data))
+    assert expected in str(error.value)
+
+
+def test_missing_config_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "pool.csv").write_text("id,text,label\na,x,0\nb,y,1\n")
+    path = tmp_path / "sub" / "c.yaml"
+    path.write_text(yaml.safe_dump({"dataset": {"path": "../pool.csv", "text_column": "text"},
+                                    "output_dir": "../out"}))
+    monkeypatch.chdir("/")
+    config = load_config(path)
+    assert config.dataset.path == tmp_path / "pool.csv"
+    assert config.output_dir == tmp_path / "out"
+
+
+def test_overrides_are_validated_and_identity_tracks_the_picks(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, {"dataset": {"name": "digits"}}))
+    other = config.with_overrides(strategy="random", seed=3)
+    assert (other.loop.strategy, other.seed, other.run_name) == ("random", 3, "random-seed3")
+    assert other.identity() != config.identity()
+    longer = config.model_copy(update={"loop": config.loop.model_copy(update={"budget": 999})})
+    assert longer.identity() == config.identity(), "extending the budget must not look like another run"
+    with pytest.raises(ConfigError, match=r"loop\.strategy"):
+        config.with_overrides(strategy="nope")
+
+
+def test_flat_params_never_carry_secrets(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, {"dataset": {"name": "digits"},
+                                           "tracking": {"uri": "postgresql://alice:s3cr3t@127.0.0.1/mlflow"}}))
+    params = config.flat_params()
+    assert params["loop.strategy"] == "margin"
+    assert params["dataset.name"] == "digits"
+    assert "s3cr3t" not in " ".join(params.values())
+    assert params["tracking.uri"] == "postgresql://***@127.0.0.1/mlflow"
