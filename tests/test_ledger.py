@@ -1,0 +1,421 @@
+"""The ledger: statuses, annotations (idempotent, superseded, majority), rollback, resume, lock, rounds."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from al_loop.annotators.base import Annotation
+from al_loop.errors import LedgerBusyError, LedgerMismatchError
+from al_loop.ledger import Ledger, Pick
+
+
+def picks(*ids: str) -> list[Pick]:
+    return [Pick(example_id=e, rank=i, ambiguity=0.9 - 0.1 * i, predicted_label="cat", confidence=0.6)
+            for i, e in enumerate(ids)]
+
+
+def ann(example_id: str, label: str, annotator: str = "alice", external_id: str | None = None,
+        updated_at: str | None = None, created_at: str = "2026-01-01T00:00:00.000+00:00") -> Annotation:
+    return Annotation(example_id=example_id, label=label, annotator=annotator, created_at=created_at,
+                      updated_at=updated_at, lead_time=1.5, external_id=external_id)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "run" / "ledger.sqlite"
+
+
+@pytest.fixture
+def ledger(path: Path):
+    with Ledger.open(path) as opened:
+        yield opened
+
+
+# -- queue, push, pending ---------------------------------------------------------------------------
+
+
+def test_queue_round_then_unpushed_pending_and_mark_pushed(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("a", "b", "c"))
+    assert ledger.unpushed() == [("a", 0, 0), ("b", 0, 1), ("c", 0, 2)]
+    assert ledger.pending() == {"a": None, "b": None, "c": None}
+    assert ledger.status_counts() == {"queued": 3}
+    assert ledger.used_ids() == {"a", "b", "c"}
+
+    ledger.mark_pushed({"a": "task-1", "c": 3})
+    assert ledger.unpushed() == [("b", 0, 1)]
+    assert ledger.pending() == {"a": "task-1", "b": None, "c": "3"}
+
+    pick = ledger.pick_of("b")
+    assert pick == Pick(example_id="b", rank=1, ambiguity=pytest.approx(0.8), predicted_label="cat",
+                        confidence=pytest.approx(0.6))
+    assert [r[0] for r in ledger.round_ambiguities(0)] == pytest.approx([0.9, 0.8, 0.7])
+
+
+def test_unpushed_orders_by_round_then_rank(ledger: Ledger):
+    ledger.queue_round(0, "random", None, [Pick("z", 1, None, None, None), Pick("y", 0, None, None, None)])
+    ledger.queue_round(1, "margin", "v1", [Pick("a", 0, 0.5, "dog", 0.5)])
+    assert ledger.unpushed() == [("y", 0, 0), ("z", 0, 1), ("a", 1, 0)]
+
+
+def test_mark_pushed_ignores_examples_no_longer_queued(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("a", "b"))
+    ledger.record_annotations([ann("a", "cat")])
+    ledger.mark_pushed({"a": "task-a", "b": "task-b"})
+    assert ledger.pending() == {"b": "task-b"}
+    assert ledger.unpushed() == []
+
+
+# -- annotations ------------------------------------------------------------------------------------
+
+
+def test_record_annotations_labels_examples(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("a", "b", "c"))
+    added = ledger.record_annotations([ann("a", "cat"), ann("c", "dog")])
+    assert added == 2
+    assert ledger.labels() == {"a": "cat", "c": "dog"}
+    assert ledger.pending() == {"b": None}
+    assert ledger.status_counts() == {"labeled": 2, "queued": 1}
+    rows = ledger.annotations()
+    assert [(r["example_id"], r["value"], r["annotator"]) for r in rows] == [("a", "cat", "alice"),
+                                                                            ("c", "dog", "alice")]
+    # the context of the pick is copied onto the annotation for the audit trail
+    assert rows[0]["round"] == 0 and rows[0]["model_version"] == "v0" and rows[0]["predicted_label"] == "cat"
+    assert rows[0]["superseded_by"] is None
+
+
+def test_labels_are_in_round_then_rank_order(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("b", "a"))
+    ledger.queue_round(1, "margin", "v1", picks("c"))
+    ledger.record_annotations([ann("c", "x"), ann("a", "y"), ann("b", "z")])
+    assert list(ledger.labels()) == ["b", "a", "c"]
+
+
+def test_recording_the_same_annotation_twice_is_idempotent(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("a", "b"))
+    batch = [ann("a", "cat", external_id="ls-1", updated_at="t1"), ann("b", "dog")]
+    assert ledger.record_annotations(batch) == 2
+    assert ledger.record_annotations(batch) == 0
+    assert ledger.record_annotations([ann("b", "dog")]) == 0
+    assert len(ledger.annotations()) == 2
+    assert ledger.labels() == {"a": "cat", "b": "dog"}
+
+
+def test_newer_annotation_with_same_external_id_supersedes(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("a"))
+    assert ledger.record_annotations([ann("a", "cat", external_id="ls-1", updated_at="t1")]) == 1
+    assert ledger.labels() == {"a": "cat"}
+    assert ledger.record_annotations([ann("a", "dog", external_id="ls-1", updated_at="t2")]) == 1
+    assert ledger.labels() == {"a": "dog"}
+    old, new = ledger.annotations()
+    assert (old["value"], new["value"]) == ("cat", "dog")
+    assert old["superseded_by"] == new["seq"]
+    assert new["superseded_by"] is None
+
+
+def test_annotation_without_external_id_supersedes_same_annotator_only(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("a"))
+    ledger.record_annotations([ann("a", "cat", annotator="alice"), ann("a", "cat", annotator="bob")])
+    ledger.record_annotations([ann("a", "dog", annotator="alice")])
+    rows = ledger.annotations()
+    assert [r["superseded_by"] for r in rows] == [rows[2]["seq"], None, None]
+    # alice now says dog, bob says cat: a tie, the earliest current answer (bob's) wins
+    assert ledger.labels() == {"a": "cat"}
+
+
+def test_majority_label_over_several_annotators(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("a"))
+    ledger.record_annotations([ann("a", "cat", "alice", "ls-1"), ann("a", "dog", "bob", "ls-2"),
+                               ann("a", "dog", "carol", "ls-3")])
+    assert ledger.labels() == {"a": "dog"}
+
+
+def test_majority_tie_goes_to_earliest_answer(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("a", "b"))
+    ledger.record_annotations([ann("a", "dog", "alice", "ls-1"), ann("a", "cat", "bob", "ls-2")])
+    # answers to b come in two pulls: the earlier pull wins the tie
+    ledger.record_annotations([ann("b", "cat", "bob", "ls-3")])
+    ledger.record_annotations([ann("b", "dog", "alice", "ls-4")])
+    assert ledger.labels() == {"a": "dog", "b": "cat"}
+
+
+def test_majority_ignores_superseded_answers(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("a"))
+    ledger.record_annotations([ann("a", "cat", "alice", "ls-1", "t1"), ann("a", "dog", "bob", "ls-2", "t1"),
+                               ann("a", "cat", "carol", "ls-3", "t1")])
+    assert ledger.labels() == {"a": "cat"}
+    ledger.record_annotations([ann("a", "dog", "carol", "ls-3", "t2")])
+    assert ledger.labels() == {"a": "dog"}
+    assert len(ledger.annotations()) == 4
+
+
+def test_annotation_for_unknown_example_rolls_back_the_batch(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("a"))
+    with pytest.raises(ValueError, match="unknown example 'zzz'"):
+        ledger.record_annotations([ann("a", "cat"), ann("zzz", "dog")])
+    assert ledger.annotations() == []
+    assert ledger.labels() == {}
+    assert ledger.pending() == {"a": None}
+
+
+# -- refusing to pick twice, atomically -------------------------------------------------------------
+
+
+def _snapshot(ledger: Ledger):
+    raw = ledger._db  # read-only peek at the tables to prove nothing was written
+    return (raw.execute("SELECT * FROM rounds ORDER BY round").fetchall(),
+            raw.execute("SELECT * FROM examples ORDER BY id").fetchall())
+
+
+@pytest.mark.parametrize("reused", ["queued", "labeled", "skipped"])
+def test_queue_round_refuses_used_example_and_writes_nothing(ledger: Ledger, reused: str):
+    ledger.queue_round(0, "margin", "v0", picks("queued", "labeled", "skipped"))
+    ledger.record_annotations([ann("labeled", "cat")])
+    ledger.record_skipped(["skipped"])
+    before = _snapshot(ledger)
+
+    with pytest.raises(ValueError, match="already in use"):
+        ledger.queue_round(1, "margin", "v1", picks("fresh-1", reused, "fresh-2"))
+
+    assert _snapshot(ledger) == before
+    assert [r.round for r in ledger.rounds()] == [0]
+    assert "fresh-1" not in ledger.used_ids() and "fresh-2" not in ledger.used_ids()
+    assert ledger.status_counts() == {"queued": 1, "labeled": 1, "skipped": 1}
+    # the ledger is still usable: the same round without the reused example goes through
+    ledger.queue_round(1, "margin", "v1", picks("fresh-1", "fresh-2"))
+    assert [r.round for r in ledger.rounds()] == [0, 1]
+    assert set(ledger.pending()) == {"queued", "fresh-1", "fresh-2"}
+
+
+def test_queue_round_with_existing_round_index_writes_nothing(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("a"))
+    before = _snapshot(ledger)
+    with pytest.raises(sqlite3.IntegrityError):
+        ledger.queue_round(0, "margin", "v0", picks("b"))
+    assert _snapshot(ledger) == before
+
+
+def test_record_skipped(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("a", "b", "c"))
+    ledger.record_annotations([ann("c", "cat")])
+    ledger.record_skipped(["b", "c", "never-picked"])
+    assert ledger.status_counts() == {"queued": 1, "skipped": 1, "labeled": 1}
+    assert ledger.pending() == {"a": None}
+    assert ledger.labels() == {"c": "cat"}  # a labeled example is not downgraded to skipped
+    assert ledger.used_ids() == {"a", "b", "c"}
+    with pytest.raises(ValueError, match="already in use"):
+        ledger.queue_round(1, "margin", "v1", picks("b"))
+
+
+# -- resume -----------------------------------------------------------------------------------------
+
+
+def test_resume_after_close_keeps_everything(path: Path):
+    with Ledger.open(path) as ledger:
+        ledger.bind({"pool": "sha-1"})
+        ledger.queue_round(0, "entropy", "v0", picks("a", "b", "c"))
+        ledger.mark_pushed({"a": "t-a", "b": "t-b"})
+        ledger.record_annotations([ann("a", "cat", external_id="ls-1", updated_at="t1")])
+        ledger.record_skipped(["b"])
+        ledger.finish_round(0, 1, {"accuracy": 0.5})
+        annotations = ledger.annotations()
+
+    with Ledger.open(path) as ledger:
+        assert ledger.get_meta("pool") == "sha-1"
+        assert ledger.labels() == {"a": "cat"}
+        assert ledger.pending() == {"c": None}
+        assert ledger.unpushed() == [("c", 0, 2)]
+        assert ledger.status_counts() == {"labeled": 1, "skipped": 1, "queued": 1}
+        assert ledger.annotations() == annotations
+        (record,) = ledger.rounds()
+        assert (record.round, record.strategy, record.status, record.batch_size, record.n_labels,
+                record.metrics) == (0, "entropy", "evaluated", 3, 1, {"accuracy": 0.5})
+        assert ledger.open_round() == record
+        # the same annotation pulled again after the restart is still a duplicate
+        assert ledger.record_annotations([ann("a", "cat", external_id="ls-1", updated_at="t1")]) == 0
+        with pytest.raises(ValueError, match="already in use"):
+            ledger.queue_round(1, "entropy", "v1", picks("a"))
+
+
+# -- the lock ---------------------------------------------------------------------------------------
+
+TRY_OPEN = textwrap.dedent("""
+    import sys
+    from al_loop.ledger import Ledger
+    try:
+        with Ledger.open(sys.argv[1]) as ledger:
+            print("opened", sorted(ledger.used_ids()))
+    except Exception as error:
+        print(type(error).__name__)
+""")
+
+
+def _open_in_other_process(path: Path) -> str:
+    result = subprocess.run([sys.executable, "-c", TRY_OPEN, str(path)], capture_output=True, text=True,
+                            timeout=60, check=True)
+    return result.stdout.strip()
+
+
+def test_second_open_in_same_process_is_busy(path: Path):
+    with Ledger.open(path) as ledger:
+        ledger.queue_round(0, "margin", None, picks("a"))
+        with pytest.raises(LedgerBusyError, match="another al-loop process"), Ledger.open(path):
+            pass
+        # the failed attempt did not release the holder's lock nor break its connection
+        with pytest.raises(LedgerBusyError):
+            Ledger.open(path).__enter__()
+        assert ledger.pending() == {"a": None}
+    with Ledger.open(path) as ledger:  # released on exit
+        assert ledger.pending() == {"a": None}
+
+
+def test_lock_is_released_when_the_block_raises(path: Path):
+    with pytest.raises(RuntimeError), Ledger.open(path):
+        raise RuntimeError("crash inside the run")
+    with Ledger.open(path) as ledger:
+        assert ledger.rounds() == []
+
+
+def test_other_process_is_refused_while_open_then_admitted(path: Path):
+    with Ledger.open(path) as ledger:
+        ledger.queue_round(0, "margin", None, picks("a"))
+        assert _open_in_other_process(path) == "LedgerBusyError"
+    assert _open_in_other_process(path) == "opened ['a']"
+
+
+# -- identity ---------------------------------------------------------------------------------------
+
+
+def test_bind_stores_identity_then_refuses_a_different_one(ledger: Ledger):
+    ledger.bind({"pool": "sha-1", "config": "cfg-1"})
+    assert ledger.get_meta("pool") == "sha-1" and ledger.get_meta("config") == "cfg-1"
+    ledger.bind({"pool": "sha-1", "config": "cfg-1"})  # same identity: fine
+    ledger.bind({"pool": "sha-1", "strategy": "margin"})  # a new key is stored
+    assert ledger.get_meta("strategy") == "margin"
+
+    with pytest.raises(LedgerMismatchError, match="different config;"):
+        ledger.bind({"pool": "sha-1", "config": "cfg-2"})
+    with pytest.raises(LedgerMismatchError, match="different pool, config"):
+        ledger.bind({"pool": "sha-2", "config": "cfg-2"})
+    # the stored identity is not overwritten by a refused bind
+    assert ledger.get_meta("pool") == "sha-1" and ledger.get_meta("config") == "cfg-1"
+
+
+def test_get_meta_missing_is_none(ledger: Ledger):
+    assert ledger.get_meta("nothing") is None
+    ledger.set_meta("k", "1")
+    ledger.set_meta("k", "2")
+    assert ledger.get_meta("k") == "2"
+
+
+# -- rounds -----------------------------------------------------------------------------------------
+
+
+def test_round_states_queued_evaluated_logged(ledger: Ledger):
+    assert ledger.open_round() is None
+    ledger.queue_round(0, "least_confidence", "v0", picks("a", "b"))
+    current = ledger.open_round()
+    assert current is not None
+    assert (current.round, current.status, current.batch_size, current.n_labels, current.metrics,
+            current.model_version) == (0, "queued", 2, None, {}, "v0")
+
+    ledger.finish_round(0, 2, {"accuracy": 0.75, "macro_f1": 0.7})
+    current = ledger.open_round()
+    assert (current.round, current.status, current.n_labels, current.metrics) == (
+        0, "evaluated", 2, {"accuracy": 0.75, "macro_f1": 0.7})
+
+    ledger.mark_logged(0)
+    assert ledger.rounds()[0].status == "logged"
+    assert ledger.open_round() is None
+
+    ledger.queue_round(1, "least_confidence", "v1", picks("c"))
+    assert ledger.open_round().round == 1
+    assert [(r.round, r.status) for r in ledger.rounds()] == [(0, "logged"), (1, "queued")]
+
+
+# -- property: rounds never share an example, labels count the distinct annotated examples ------------
+
+UNIVERSE = [f"e{i}" for i in range(12)]
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self._tmp = tempfile.TemporaryDirectory()
+        self._context = Ledger.open(Path(self._tmp.name) / "ledger.sqlite")
+        self.ledger = self._context.__enter__()
+        self.round = 0
+        self.round_of: dict[str, int] = {}  # example -> the round that picked it
+        self.annotated: set[str] = set()
+        self.skipped: set[str] = set()
+        self.n_annotations = 0
+
+    def teardown(self) -> None:
+        self._context.__exit__(None, None, None)
+        self._tmp.cleanup()
+
+    @rule(ids=st.lists(st.sampled_from(UNIVERSE), min_size=1, max_size=4, unique=True))
+    def queue(self, ids: list[str]) -> None:
+        if any(e in self.round_of for e in ids):
+            with pytest.raises(ValueError, match="already in use"):
+                self.ledger.queue_round(self.round, "margin", "v", picks(*ids))
+            return
+        self.ledger.queue_round(self.round, "margin", "v", picks(*ids))
+        self.round_of.update(dict.fromkeys(ids, self.round))
+        self.round += 1
+
+    @precondition(lambda self: self.round_of)
+    @rule(data=st.data(), annotator=st.sampled_from(["alice", "bob"]), label=st.sampled_from(["cat", "dog"]))
+    def annotate(self, data, annotator: str, label: str) -> None:
+        example = data.draw(st.sampled_from(sorted(self.round_of)))
+        answer = ann(example, label, annotator=annotator, external_id=f"{example}-{annotator}",
+                     updated_at=label)
+        already = any(r["example_id"] == example and r["annotator"] == annotator and r["value"] == label
+                      for r in self.ledger.annotations())
+        added = self.ledger.record_annotations([answer])
+        assert added == (0 if already else 1)
+        self.n_annotations += added
+        self.annotated.add(example)
+
+    @precondition(lambda self: self.round_of)
+    @rule(data=st.data())
+    def skip(self, data) -> None:
+        example = data.draw(st.sampled_from(sorted(self.round_of)))
+        self.ledger.record_skipped([example])
+        if example not in self.annotated:
+            self.skipped.add(example)
+
+    @invariant()
+    def no_example_in_two_rounds(self) -> None:
+        seen: dict[str, int] = {}
+        for r in self.ledger.rounds():
+            ids = [row[0] for row in self.ledger._db.execute("SELECT id FROM examples WHERE round = ?",
+                                                            (r.round,))]
+            assert len(ids) == r.batch_size
+            for e in ids:
+                assert e not in seen
+                seen[e] = r.round
+        assert seen == self.round_of
+        assert self.ledger.used_ids() == set(self.round_of)
+
+    @invariant()
+    def labels_count_distinct_annotated_examples(self) -> None:
+        labels = self.ledger.labels()
+        assert len(labels) == len(self.annotated)
+        assert set(labels) == self.annotated
+        assert set(self.ledger.pending()) == set(self.round_of) - self.annotated - self.skipped
+        assert len(self.ledger.annotations()) == self.n_annotations
+
+
+LedgerMachine.TestCase.settings = settings(max_examples=50, stateful_step_count=15, deadline=None,
+                                           suppress_health_check=[HealthCheck.too_slow])
+TestLedgerMachine = LedgerMachine.TestCase
