@@ -28,6 +28,8 @@ def labels_to_target(labels: Sequence[float], accuracy: Sequence[float], target:
     """The fewest labels at which the curve first reaches `target` accuracy, or None if it never does."""
     x = np.asarray(labels, dtype=float)
     y = np.asarray(accuracy, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError("labels and accuracy must have the same length")
     reached = np.flatnonzero(y >= target)
     return None if reached.size == 0 else float(x[reached[0]])
 

@@ -118,7 +118,11 @@ class Ledger:
             raise LedgerBusyError(
                 f"another al-loop process is using the ledger {path} (lock file {path}.lock). Wait for it to "
                 "finish or stop it; a lock left by a crashed process is released automatically") from None
-        connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+        try:
+            connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+        except sqlite3.Error:
+            lock.release()
+            raise
         try:
             connection.execute("PRAGMA foreign_keys = ON")
             connection.execute("PRAGMA journal_mode = WAL")
@@ -151,17 +155,14 @@ class Ledger:
 
     def bind(self, identity: dict[str, str]) -> None:
         """Record what this ledger belongs to, or refuse if it belongs to something else."""
-        mismatched = []
-        for key, value in identity.items():
-            stored = self.get_meta(key)
-            if stored is None:
-                self.set_meta(key, value)
-            elif stored != value:
-                mismatched.append(key)
+        stored = {key: self.get_meta(key) for key in identity}
+        mismatched = [key for key, value in identity.items() if stored[key] not in (None, value)]
         if mismatched:
             raise LedgerMismatchError(
                 f"the ledger {self.path} was started with a different {', '.join(mismatched)}; resuming would "
                 "mix two experiments. Restore the original config/data, or set a new output_dir")
+        with self.transaction() as db:
+            db.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", list(identity.items()))
 
     # -- picking and pushing ----------------------------------------------------------------------
 
@@ -172,8 +173,10 @@ class Ledger:
         Refuses (and writes nothing) if any pick was already queued, labeled or skipped.
         """
         now = utc_now()
+        ids = [p.example_id for p in picks]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a round cannot pick the same example twice")
         with self.transaction() as db:
-            ids = [p.example_id for p in picks]
             taken = _fetch_taken(db, ids)
             if taken:
                 raise ValueError(f"examples already in use, not picked again: {taken[:5]}")
@@ -321,9 +324,9 @@ def _already_recorded(db: sqlite3.Connection, a: Annotation) -> bool:
 
 
 def _majority(db: sqlite3.Connection, example_id: str) -> str:
-    """Majority label over current (not superseded) annotations; a tie goes to the earliest answer."""
+    """Majority label over current (not superseded) annotations; a tie goes to the answer created first."""
     values = [r[0] for r in db.execute("SELECT value FROM annotations WHERE example_id = ? AND superseded_by "
-                                       "IS NULL ORDER BY seq", (example_id,))]
+                                       "IS NULL ORDER BY created_at, seq", (example_id,))]
     counts = Counter(values)
     best = max(counts.values())
     return next(v for v in values if counts[v] == best)

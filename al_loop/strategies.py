@@ -68,7 +68,11 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 def select(strategy: str, proba: np.ndarray | None, k: int, rng: np.random.Generator,
            n_candidates: int | None = None) -> Selection:
     """Pick k candidates, ranked. `proba` may be None only for `random` (e.g. before any model exists)."""
-    if strategy == "random" or proba is None:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if proba is None and strategy != "random":
+        raise ValueError(f"strategy {strategy!r} needs the model's probabilities")
+    if strategy == "random":
         n = n_candidates if proba is None else len(proba)
         if n is None:
             raise ValueError("random selection without probabilities needs n_candidates")

@@ -73,6 +73,8 @@ def test_mark_pushed_ignores_examples_no_longer_queued(ledger: Ledger):
     ledger.mark_pushed({"a": "task-a", "b": "task-b"})
     assert ledger.pending() == {"b": "task-b"}
     assert ledger.unpushed() == []
+    # the labeled example keeps no task id from the late push (read-only peek at the table)
+    assert ledger._db.execute("SELECT task_id FROM examples WHERE id = 'a'").fetchone() == (None,)
 
 
 # -- annotations ------------------------------------------------------------------------------------
@@ -146,6 +148,16 @@ def test_majority_tie_goes_to_earliest_answer(ledger: Ledger):
     ledger.record_annotations([ann("b", "cat", "bob", "ls-3")])
     ledger.record_annotations([ann("b", "dog", "alice", "ls-4")])
     assert ledger.labels() == {"a": "dog", "b": "cat"}
+
+
+def test_resaving_an_unchanged_answer_does_not_flip_a_tie(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", picks("a"))
+    ledger.record_annotations([ann("a", "cat", "alice", "ls-1", "t1", created_at="2026-01-01T00:00:00.000+00:00"),
+                               ann("a", "dog", "bob", "ls-2", "t1", created_at="2026-01-01T00:05:00.000+00:00")])
+    assert ledger.labels() == {"a": "cat"}  # tie, alice answered first
+    # alice opens her annotation again and saves it without changing it: still cat, still first
+    ledger.record_annotations([ann("a", "cat", "alice", "ls-1", "t2", created_at="2026-01-01T00:00:00.000+00:00")])
+    assert ledger.labels() == {"a": "cat"}
 
 
 def test_majority_ignores_superseded_answers(ledger: Ledger):
@@ -419,3 +431,16 @@ class LedgerMachine(RuleBasedStateMachine):
 LedgerMachine.TestCase.settings = settings(max_examples=50, stateful_step_count=15, deadline=None,
                                            suppress_health_check=[HealthCheck.too_slow])
 TestLedgerMachine = LedgerMachine.TestCase
+
+
+def test_a_round_cannot_pick_one_example_twice(ledger: Ledger):
+    with pytest.raises(ValueError, match="same example twice"):
+        ledger.queue_round(0, "margin", "v0", picks("a", "a"))
+    assert ledger.rounds() == [] and ledger.used_ids() == set()
+
+
+def test_a_refused_bind_stores_nothing(ledger: Ledger):
+    ledger.bind({"config_identity": "abc"})
+    with pytest.raises(LedgerMismatchError):
+        ledger.bind({"config_identity": "other", "pool_fingerprint": "new"})
+    assert ledger.get_meta("pool_fingerprint") is None

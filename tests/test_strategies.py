@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -173,10 +174,6 @@ def test_unknown_strategy_raises_value_error():
         select("bald", BINARY, 2, np.random.default_rng(0))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG al_loop/strategies.py:71 select(): `if strategy == 'random' or proba is None` takes the random "
-    "branch for ANY strategy when proba is None, so an unknown strategy name (or a scored strategy, which "
-    "the docstring forbids) silently returns a random pick instead of raising ValueError"))
 def test_unknown_strategy_without_probabilities_raises_value_error():
     with pytest.raises(ValueError):
         select("bald", None, 2, np.random.default_rng(0), n_candidates=5)
@@ -211,7 +208,7 @@ def test_top_k_returns_the_k_largest_in_non_increasing_order(scores, k):
     assert np.all(np.diff(picked) <= 0)
     np.testing.assert_array_equal(picked, np.sort(scores)[::-1][:n])
     # ties: equal scores in increasing position, and no skipped row beats a picked one with the same score
-    for a, b in zip(rows[:-1], rows[1:], strict=True):
+    for a, b in pairwise(rows.tolist()):
         if scores[a] == scores[b]:
             assert a < b
     if n:
