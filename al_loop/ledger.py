@@ -11,6 +11,7 @@ nothing here. Statuses: unlabeled (returned to the pool), queued (picked, maybe 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,9 +21,11 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from al_loop.annotators.base import Annotation
+from al_loop.annotators.base import Annotation, PullResult
 from al_loop.clock import utc_now
 from al_loop.errors import LedgerBusyError, LedgerMismatchError
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -219,46 +222,37 @@ class Ledger:
     def record_annotations(self, annotations: Iterable[Annotation]) -> int:
         """Store annotations and update each example's training label (majority), in one transaction.
 
-        An annotation already stored (same example, annotator, external id and update time) is ignored,
-        so pulling twice is harmless. A newer version of an annotation (same external id) supersedes the
-        older one, which is kept for the audit trail. Returns the number of new annotations.
+        An annotation already stored (same example, annotator, external id, update time and value) is
+        ignored, so pulling twice is harmless. A newer version of an annotation (same external id) supersedes
+        the older one, which is kept for the audit trail. Returns the number of new annotations.
         """
-        now = utc_now()
-        added = 0
-        touched: set[str] = set()
         with self.transaction() as db:
-            for a in annotations:
-                context = db.execute("SELECT round, model_version, predicted_label, confidence FROM examples "
-                                     "WHERE id = ?", (a.example_id,)).fetchone()
-                if context is None:
-                    raise ValueError(f"annotation for unknown example {a.example_id!r} (never picked)")
-                if _already_recorded(db, a):
-                    continue
-                cursor = db.execute(
-                    "INSERT INTO annotations (example_id, value, annotator, created_at, updated_at, lead_time, "
-                    "external_id, round, model_version, predicted_label, confidence, recorded_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (a.example_id, a.label, a.annotator, a.created_at, a.updated_at, a.lead_time, a.external_id,
-                     *context, now))
-                db.execute("UPDATE annotations SET superseded_by = ? WHERE example_id = ? AND seq <> ? AND "
-                           "superseded_by IS NULL AND ((external_id IS NOT NULL AND external_id = ?) OR "
-                           "(external_id IS NULL AND ? IS NULL AND annotator = ?))",
-                           (cursor.lastrowid, a.example_id, cursor.lastrowid, a.external_id, a.external_id,
-                            a.annotator))
-                added += 1
-                touched.add(a.example_id)
-            for example_id in touched:
-                label = _majority(db, example_id)
-                db.execute("UPDATE examples SET status = 'labeled', label = ?, updated_at = ? WHERE id = ?",
-                           (label, now, example_id))
-        return added
+            return _insert_annotations(db, annotations, strict=True)
 
     def record_skipped(self, example_ids: Iterable[str]) -> None:
-        """Mark examples the annotators skipped; they are not picked again."""
-        now = utc_now()
+        """Mark queued examples the annotators skipped; they are not picked again."""
         with self.transaction() as db:
-            db.executemany("UPDATE examples SET status = 'skipped', updated_at = ? WHERE id = ? AND "
-                           "status = 'queued'", [(now, e) for e in example_ids])
+            _mark_skipped(db, example_ids)
+
+    def record_pull(self, result: PullResult, cursor_key: str = "pull_cursor") -> int:
+        """Store everything one pull found, and the annotator's cursor, in one transaction.
+
+        Annotations for examples this ledger never picked (or returned to the pool) are ignored.
+        Examples whose task disappeared go back to the pool. Returns the number of new annotations.
+        """
+        with self.transaction() as db:
+            added = _insert_annotations(db, result.annotations, strict=False)
+            _mark_skipped(db, result.skipped)
+            _return_to_pool(db, result.removed)
+            if result.cursor is not None:
+                db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (cursor_key, result.cursor))
+        return added
+
+    def return_to_pool(self, example_ids: Iterable[str]) -> None:
+        """Queued or skipped examples go back to the pool (e.g. their task was deleted); labels stay."""
+        with self.transaction() as db:
+            _return_to_pool(db, example_ids)
 
     def labels(self) -> dict[str, str]:
         """Training labels: example id -> consensus label, for every labeled example."""
@@ -304,6 +298,48 @@ class Ledger:
     def mark_logged(self, round_index: int) -> None:
         with self.transaction() as db:
             db.execute("UPDATE rounds SET status = 'logged' WHERE round = ?", (round_index,))
+
+
+def _insert_annotations(db: sqlite3.Connection, annotations: Iterable[Annotation], strict: bool) -> int:
+    now = utc_now()
+    added = 0
+    touched: set[str] = set()
+    for a in annotations:
+        context = db.execute("SELECT round, model_version, predicted_label, confidence FROM examples "
+                             "WHERE id = ? AND status <> 'unlabeled'", (a.example_id,)).fetchone()
+        if context is None:
+            if strict:
+                raise ValueError(f"annotation for unknown example {a.example_id!r} (never picked)")
+            log.warning("ignoring an annotation of %r: this run did not ask for it", a.example_id)
+            continue
+        if _already_recorded(db, a):
+            continue
+        cursor = db.execute(
+            "INSERT INTO annotations (example_id, value, annotator, created_at, updated_at, lead_time, "
+            "external_id, round, model_version, predicted_label, confidence, recorded_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (a.example_id, a.label, a.annotator, a.created_at, a.updated_at, a.lead_time, a.external_id,
+             *context, now))
+        db.execute("UPDATE annotations SET superseded_by = ? WHERE example_id = ? AND seq <> ? AND "
+                   "superseded_by IS NULL AND ((external_id IS NOT NULL AND external_id = ?) OR "
+                   "(external_id IS NULL AND ? IS NULL AND annotator = ?))",
+                   (cursor.lastrowid, a.example_id, cursor.lastrowid, a.external_id, a.external_id, a.annotator))
+        added += 1
+        touched.add(a.example_id)
+    for example_id in touched:
+        db.execute("UPDATE examples SET status = 'labeled', label = ?, updated_at = ? WHERE id = ?",
+                   (_majority(db, example_id), now, example_id))
+    return added
+
+
+def _mark_skipped(db: sqlite3.Connection, example_ids: Iterable[str]) -> None:
+    db.executemany("UPDATE examples SET status = 'skipped', updated_at = ? WHERE id = ? AND status = 'queued'",
+                   [(utc_now(), e) for e in example_ids])
+
+
+def _return_to_pool(db: sqlite3.Connection, example_ids: Iterable[str]) -> None:
+    db.executemany("UPDATE examples SET status = 'unlabeled', task_id = NULL, updated_at = ? "
+                   "WHERE id = ? AND status IN ('queued', 'skipped')", [(utc_now(), e) for e in example_ids])
 
 
 def _fetch_taken(db: sqlite3.Connection, ids: Sequence[str]) -> list[str]:

@@ -199,9 +199,8 @@ class _Loop:
         pending = self.ledger.pending()
         if not pending:
             return
-        result = self.annotator.pull(pending)
-        self.ledger.record_annotations(result.annotations)
-        self.ledger.record_skipped(result.skipped)
+        result = self.annotator.pull(pending, self.ledger.get_meta("pull_cursor"))
+        self.ledger.record_pull(result)
         still = self.ledger.pending()
         if still:
             raise AlLoopError(f"the {self.annotator.name} annotator left {len(still)} example(s) unanswered; "

@@ -444,3 +444,34 @@ def test_a_refused_bind_stores_nothing(ledger: Ledger):
     with pytest.raises(LedgerMismatchError):
         ledger.bind({"config_identity": "other", "pool_fingerprint": "new"})
     assert ledger.get_meta("pool_fingerprint") is None
+
+
+def test_record_pull_stores_answers_skips_removals_and_cursor_together(ledger: Ledger):
+    from al_loop.annotators.base import PullResult
+
+    ledger.queue_round(0, "margin", "v0", picks("a", "b", "c", "d"))
+    ledger.mark_pushed({"a": "1", "b": "2", "c": "3", "d": "4"})
+    added = ledger.record_pull(PullResult(annotations=[ann("a", "dog"), ann("zzz", "cat")], skipped=["b"],
+                                          removed=["c"], cursor="2026-01-01T00:00:05.000Z"))
+    assert added == 1, "the annotation of an example this run never picked is ignored"
+    assert ledger.status_counts() == {"labeled": 1, "skipped": 1, "unlabeled": 1, "queued": 1}
+    assert ledger.get_meta("pull_cursor") == "2026-01-01T00:00:05.000Z"
+    assert "c" not in ledger.used_ids(), "an example whose task was deleted returns to the pool"
+    ledger.queue_round(1, "margin", "v1", picks("c"))  # and can be picked again
+    assert ledger.pending() == {"c": None, "d": "4"}
+
+
+def test_record_pull_is_all_or_nothing(ledger: Ledger, monkeypatch: pytest.MonkeyPatch):
+    from al_loop import ledger as ledger_module
+    from al_loop.annotators.base import PullResult
+
+    ledger.queue_round(0, "margin", "v0", picks("a", "b"))
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ledger_module, "_mark_skipped", broken)
+    with pytest.raises(RuntimeError):
+        ledger.record_pull(PullResult(annotations=[ann("a", "dog")], skipped=["b"], cursor="c1"))
+    assert ledger.status_counts() == {"queued": 2}
+    assert ledger.get_meta("pull_cursor") is None and ledger.annotations() == []

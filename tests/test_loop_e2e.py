@@ -88,9 +88,9 @@ class _Crashing(SimulatedAnnotator):
         self._maybe_crash("push")
         return result
 
-    def pull(self, pending: Mapping[str, str | None]) -> PullResult:
+    def pull(self, pending: Mapping[str, str | None], since: str | None = None) -> PullResult:
         self._maybe_crash("pull")
-        return super().pull(pending)
+        return super().pull(pending, since)
 
     def _maybe_crash(self, where: str) -> None:
         if where == self.crash_on:

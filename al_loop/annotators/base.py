@@ -3,8 +3,9 @@
 Contract, so that the loop can resume after a crash anywhere:
 - `push` must be idempotent by example id: pushing an example that the annotator already has returns
   its existing task id instead of creating a second task.
-- `pull` is given what the ledger still waits for and returns whatever is completed so far (possibly
-  nothing, possibly part of the batch, possibly answers to older tasks); calling it twice is harmless.
+- `pull` is given what the ledger still waits for and the cursor of the last recorded pull; it returns
+  whatever is completed so far (possibly nothing, possibly part of the batch, possibly updated answers to
+  older tasks) and a new cursor; calling it twice is harmless.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class PullResult:
     annotations: list[Annotation] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    cursor: str | None = None  # where the next pull starts (opaque to the loop; stored with the answers)
 
 
 class Annotator(Protocol):
@@ -59,6 +61,10 @@ class Annotator(Protocol):
         """Create tasks (idempotently); returns example id -> task id."""
         ...
 
-    def pull(self, pending: Mapping[str, str | None]) -> PullResult:
-        """Fetch completed answers; `pending` maps each awaited example id to its task id."""
+    def pull(self, pending: Mapping[str, str | None], since: str | None = None) -> PullResult:
+        """Fetch answers completed or changed since the cursor `since` (None: from the start).
+
+        `pending` maps each awaited example id to its task id. The result's cursor is stored in the ledger
+        in the same transaction as its answers, so a crash never skips past an unrecorded answer.
+        """
         ...

@@ -38,7 +38,7 @@ class SimulatedAnnotator:
             raise KeyError(f"no ground truth for {unknown[:5]}")
         return {t.example_id: f"sim-{t.example_id}" for t in tasks}
 
-    def pull(self, pending: Mapping[str, str | None]) -> PullResult:
+    def pull(self, pending: Mapping[str, str | None], since: str | None = None) -> PullResult:
         now = utc_now()
         return PullResult(annotations=[
             Annotation(example_id=e, label=self.answer(e), annotator=self.name, created_at=now, lead_time=0.0)
