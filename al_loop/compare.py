@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from al_loop import __version__
-from al_loop.config import STRATEGIES, Config
+from al_loop.config import STRATEGIES, Config, EvaluationConfig, SimulatedAnnotatorConfig
 from al_loop.curves import aubc, labels_to_target, mean_curve, speed_up
 from al_loop.errors import AlLoopError, ConfigError
 from al_loop.ledger import RoundRecord
@@ -60,6 +60,9 @@ def compare(config: Config, strategies: Sequence[str] | None = None, seeds: int 
             on_round: OnChild | None = None) -> Comparison:
     """Run every strategy for `seeds` seeds (config.seed, config.seed + 1, ...) and summarize.
 
+    Always in simulation: the children answer from the label column (the oracle), whatever the annotator
+    of the config, and are measured on the held-out test rows.
+
     Resumable like a single run: re-running the same comparison continues unfinished children.
     """
     names = _parse_strategies(strategies or config.compare.strategies)
@@ -85,7 +88,9 @@ def compare(config: Config, strategies: Sequence[str] | None = None, seeds: int 
         workspace = workspaces[cache_key]
         reference.append(full_pool_accuracy(config.with_overrides(seed=seed), workspace))
         for name in names:
-            child = config.with_overrides(strategy=name, seed=seed).model_copy(update={"output_dir": folder})
+            child = config.with_overrides(strategy=name, seed=seed).model_copy(
+                update={"output_dir": folder, "annotator": SimulatedAnnotatorConfig(),
+                        "evaluation": EvaluationConfig()})
             callback = None if on_round is None else (lambda r, n=name, s=seed: on_round(n, s, r))
             results[name].append(run_loop(child, workspace=workspace, parent_run_id=parent_id, on_round=callback))
 
@@ -93,7 +98,7 @@ def compare(config: Config, strategies: Sequence[str] | None = None, seeds: int 
     table = summarize(results, full, config.compare.targets)
     plot = plot_mean_curves({n: mean_curve([r.curve for r in rs]) for n, rs in results.items()},
                             folder / "learning_curves.png",
-                            f"{_title(config)}: mean test accuracy over {n_seeds} seed(s) (band: ±1 sd)",
+                            f"{config.dataset_label}: mean test accuracy over {n_seeds} seed(s) (band: ±1 sd)",
                             reference=full)
     _log_parent(tracker, parent_id, folder, table, plot, full)
     return Comparison(parent_run_id=parent_id, folder=folder, full_pool_accuracy=full, table=table, plot=plot,
@@ -129,10 +134,6 @@ def _pct(target: float) -> str:
     return f"{round(target * 100)}pct"
 
 
-def _title(config: Config) -> str:
-    return config.dataset.name or (config.dataset.path.name.split(".")[0] if config.dataset.path else "pool")
-
-
 def _parent_run(tracker: Tracker, folder: Path, config: Config, names: list[str], seeds: list[int]) -> str:
     marker = folder / "parent_run_id"
     if marker.exists():
@@ -143,8 +144,8 @@ def _parent_run(tracker: Tracker, folder: Path, config: Config, names: list[str]
         except Exception:  # the store was wiped: start a new parent
             pass
     run_id = tracker.start_run(
-        f"compare-{_title(config)}",
-        tags={"dataset": _title(config), "al_loop.kind": "compare", "strategies": ",".join(names),
+        f"compare-{config.dataset_label}",
+        tags={"dataset": config.dataset_label, "al_loop.kind": "compare", "strategies": ",".join(names),
               "seeds": ",".join(map(str, seeds)), "al_loop.version": __version__},
         params=config.flat_params() | {"compare.strategies": ",".join(names), "compare.seeds": str(len(seeds))})
     marker.write_text(run_id)

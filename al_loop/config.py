@@ -21,6 +21,7 @@ from al_loop.errors import ConfigError
 STRATEGIES = ("random", "least_confidence", "margin", "entropy")
 StrategyName = Literal["random", "least_confidence", "margin", "entropy"]
 BUNDLED_DATASETS = ("digits", "breast_cancer", "wine")
+_ANNOTATOR_KINDS = ("simulated", "labelstudio")
 
 
 class _Strict(BaseModel):
@@ -104,6 +105,64 @@ class SimulatedAnnotatorConfig(_Strict):
     noise: float = Field(0.0, ge=0, le=1, description="probability that an answer is a random wrong class")
 
 
+class BotsConfig(_Strict):
+    """Simulated annotators that answer pushed tasks through the Label Studio API, from the label column."""
+
+    annotators: int = Field(1, ge=1, le=50, description="number of bot users")
+    accuracy: list[float] = Field(default_factory=lambda: [1.0],
+                                  description="accuracy of each bot (one value is used for all)")
+    per_task: int = Field(1, ge=1, description="how many bots answer each task")
+    skip_rate: float = Field(0.0, ge=0, lt=1, description="probability that a bot skips a task")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BotsConfig:
+        if len(self.accuracy) not in (1, self.annotators):
+            raise ValueError(f"annotator.simulate.accuracy needs 1 or {self.annotators} values "
+                             f"(one per bot), got {len(self.accuracy)}")
+        if any(not 0 <= a <= 1 for a in self.accuracy):
+            raise ValueError("annotator.simulate.accuracy values must be between 0 and 1")
+        if self.per_task > self.annotators:
+            raise ValueError(f"annotator.simulate.per_task ({self.per_task}) exceeds the number of bots "
+                             f"({self.annotators})")
+        return self
+
+    def accuracy_of(self, bot: int) -> float:
+        return self.accuracy[0] if len(self.accuracy) == 1 else self.accuracy[bot]
+
+
+class LabelStudioAnnotatorConfig(_Strict):
+    """Label Studio: a server (the local one by default), a project, and how to wait for answers."""
+
+    kind: Literal["labelstudio"]
+    url: str | None = Field(None, description="server URL; null = the local server al-loop starts itself")
+    token_env: str = Field("LABEL_STUDIO_API_KEY", description="environment variable holding the API token "
+                                                               "(legacy token or personal access token)")
+    port: int = Field(8080, gt=0, lt=65536, description="port of the local server (127.0.0.1)")
+    project_id: int | None = Field(None, gt=0)
+    project_title: str | None = Field(None, description="default: al-loop <dataset> <strategy>-seed<seed>")
+    poll_interval: float = Field(5.0, gt=0, description="seconds between two pulls while waiting")
+    timeout: float = Field(3600.0, gt=0, description="seconds to wait for a batch before exiting")
+    min_fraction: float = Field(1.0, gt=0, le=1, description="share of the batch answered before retraining")
+    repush_skipped: bool = Field(False, description="put skipped examples back in the pool")
+    max_retries: int = Field(4, ge=0, description="retries of transient errors (backoff in the SDK)")
+    request_timeout: float = Field(120.0, gt=0, description="seconds per HTTP request")
+    simulate: BotsConfig | None = None
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("annotator.token_env is the NAME of an environment variable (e.g. "
+                             "LABEL_STUDIO_API_KEY), never the token itself")
+        return value
+
+
+class EvaluationConfig(_Strict):
+    """Where accuracy is measured when the pool has no ground truth: a random sample labeled by people."""
+
+    size: int = Field(0, ge=0, description="examples pushed first as evaluation tasks (0: off)")
+
+
 class TrackingConfig(_Strict):
     """MLflow: where runs go. Default store: sqlite under the output folder."""
 
@@ -127,16 +186,32 @@ class Config(_Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
-    annotator: SimulatedAnnotatorConfig = Field(default_factory=SimulatedAnnotatorConfig)
+    annotator: SimulatedAnnotatorConfig | LabelStudioAnnotatorConfig = Field(
+        default_factory=SimulatedAnnotatorConfig, discriminator="kind")
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     seed: int = Field(0, ge=0)
     output_dir: Path = Path("runs")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _annotator_kind_defaults_to_simulated(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("annotator"), dict) and "kind" not in data["annotator"]:
+            data = {**data, "annotator": {"kind": "simulated", **data["annotator"]}}
+        return data
+
     @property
     def tracking_uri(self) -> str:
         """The MLflow tracking URI: the configured one, else a sqlite store in the output folder."""
         return self.tracking.uri or f"sqlite:///{self.output_dir.resolve() / 'mlflow.db'}"
+
+    @property
+    def dataset_label(self) -> str:
+        """A short name of the dataset: the bundled name or the pool file's stem."""
+        if self.dataset.name:
+            return self.dataset.name
+        return self.dataset.path.name.split(".")[0] if self.dataset.path else "pool"
 
     @property
     def run_name(self) -> str:
@@ -155,7 +230,9 @@ class Config(_Strict):
             "strategy": self.loop.strategy,
             "batch_size": self.loop.batch_size,
             "initial_size": self.loop.initial_size,
-            "annotator": self.annotator.model_dump(mode="json"),
+            "annotator": self.annotator.kind,
+            "noise": getattr(self.annotator, "noise", None),
+            "evaluation": self.evaluation.model_dump(mode="json"),
             "seed": self.seed,
         }
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
@@ -197,7 +274,10 @@ def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
 def _format_validation_error(error: ValidationError, source: str) -> str:
     lines = [f"invalid config ({source}):"]
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        # drop the union tag pydantic inserts (annotator.labelstudio.url -> annotator.url)
+        parts = [str(p) for i, p in enumerate(item["loc"])
+                 if not (i == 1 and item["loc"][0] == "annotator" and p in _ANNOTATOR_KINDS)]
+        key = ".".join(parts) or "(top level)"
         if item["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (check its spelling; see the config reference in README.md)")
         elif item["type"] == "missing":

@@ -25,3 +25,15 @@ class LedgerBusyError(AlLoopError):
 
 class LedgerMismatchError(AlLoopError):
     """The ledger belongs to a different pool or configuration."""
+
+
+class ServiceError(AlLoopError):
+    """Label Studio is unreachable, refused the request, or answered something unusable."""
+
+    exit_code = 4
+
+
+class WaitTimeout(AlLoopError):
+    """The batch was not answered in time; nothing is lost, `al-loop sync` continues later."""
+
+    exit_code = 5

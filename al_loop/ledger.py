@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS examples (
     task_id TEXT,
     pushed_at TEXT,
     label TEXT,
+    purpose TEXT NOT NULL DEFAULT 'train' CHECK (purpose IN ('train', 'eval')),
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS examples_status ON examples (status);
@@ -131,6 +132,9 @@ class Ledger:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = FULL")
             connection.executescript(SCHEMA)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(examples)")}
+            if "purpose" not in columns:  # ledgers written by al-loop 0.1.0 before evaluation sets
+                connection.execute("ALTER TABLE examples ADD COLUMN purpose TEXT NOT NULL DEFAULT 'train'")
             yield cls(connection, path)
         finally:
             connection.close()
@@ -170,10 +174,11 @@ class Ledger:
     # -- picking and pushing ----------------------------------------------------------------------
 
     def queue_round(self, round_index: int, strategy: str, model_version: str | None,
-                    picks: Sequence[Pick]) -> None:
+                    picks: Sequence[Pick], purpose: str = "train") -> None:
         """Record a new round and its picks as queued, in one transaction.
 
-        Refuses (and writes nothing) if any pick was already queued, labeled or skipped.
+        Refuses (and writes nothing) if any pick was already queued, labeled or skipped. Picks with purpose
+        "eval" form the evaluation set: labeled like the others, never used for training.
         """
         now = utc_now()
         ids = [p.example_id for p in picks]
@@ -187,13 +192,13 @@ class Ledger:
                        "VALUES (?, ?, 'queued', ?, ?, ?)", (round_index, strategy, len(picks), model_version, now))
             db.executemany(
                 "INSERT INTO examples (id, status, round, rank, ambiguity, predicted_label, confidence, "
-                "model_version, updated_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?) "
+                "model_version, purpose, updated_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET status = 'queued', round = excluded.round, rank = excluded.rank, "
                 "ambiguity = excluded.ambiguity, predicted_label = excluded.predicted_label, "
                 "confidence = excluded.confidence, model_version = excluded.model_version, task_id = NULL, "
-                "pushed_at = NULL, label = NULL, updated_at = excluded.updated_at",
+                "pushed_at = NULL, label = NULL, purpose = excluded.purpose, updated_at = excluded.updated_at",
                 [(p.example_id, round_index, p.rank, p.ambiguity, p.predicted_label, p.confidence, model_version,
-                  now) for p in picks])
+                  purpose, now) for p in picks])
 
     def unpushed(self) -> list[tuple[str, int, int]]:
         """Queued examples not yet confirmed as pushed: (id, round, rank), in rank order."""
@@ -254,10 +259,21 @@ class Ledger:
         with self.transaction() as db:
             _return_to_pool(db, example_ids)
 
-    def labels(self) -> dict[str, str]:
-        """Training labels: example id -> consensus label, for every labeled example."""
-        return dict(self._db.execute("SELECT id, label FROM examples WHERE status = 'labeled' "
-                                     "ORDER BY round, rank").fetchall())
+    def labels(self, purpose: str = "train") -> dict[str, str]:
+        """Consensus labels (training ones by default, or purpose="eval"): example id -> label."""
+        return dict(self._db.execute("SELECT id, label FROM examples WHERE status = 'labeled' AND purpose = ? "
+                                     "ORDER BY round, rank", (purpose,)).fetchall())
+
+    def used_count(self, purpose: str = "train") -> int:
+        """Examples of a purpose sent to annotators (queued, labeled or skipped): what the budget counts."""
+        return self._db.execute("SELECT COUNT(*) FROM examples WHERE status <> 'unlabeled' AND purpose = ?",
+                                (purpose,)).fetchone()[0]
+
+    def round_progress(self, round_index: int) -> tuple[int, int]:
+        """(answered, still in the round) for a round: answered = labeled or skipped."""
+        row = self._db.execute("SELECT SUM(status IN ('labeled', 'skipped')), SUM(status <> 'unlabeled') "
+                               "FROM examples WHERE round = ?", (round_index,)).fetchone()
+        return int(row[0] or 0), int(row[1] or 0)
 
     def used_ids(self) -> set[str]:
         """Examples no longer in the pool (queued, labeled or skipped)."""

@@ -3,6 +3,9 @@
 Each step reads the ledger first and writes it before moving on, so re-running the same command after
 a crash continues where it stopped: a round already queued is not picked again, a label already pulled
 is not lost, a step already logged is not logged twice.
+
+With `wait=False` the loop does what it can without waiting for people and returns: it finishes the
+current round if enough of it is answered, then picks and pushes the next batch (`al-loop sync`).
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from sklearn.pipeline import Pipeline
 
 from al_loop import __version__
 from al_loop.annotators.base import Annotator, TaskRequest
-from al_loop.annotators.simulated import SimulatedAnnotator
-from al_loop.config import Config
-from al_loop.errors import AlLoopError, DataError
+from al_loop.annotators.factory import build_annotator
+from al_loop.config import Config, LabelStudioAnnotatorConfig
+from al_loop.errors import DataError, WaitTimeout
 from al_loop.ledger import Ledger, Pick, RoundRecord
 from al_loop.model import FittedModel, build_estimator, evaluate, fit
 from al_loop.plots import plot_learning_curve
@@ -30,6 +33,7 @@ from al_loop.workspace import Workspace, prepare
 
 log = logging.getLogger(__name__)
 INITIAL_STRATEGY = "initial-random"
+EVALUATION_STRATEGY = "evaluation-random"
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,12 @@ class LoopResult:
     run_dir: Path
     rounds: list[RoundRecord]
     stopped_because: str
+    finished: bool
+    labelstudio: dict[str, str]
 
     @property
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
-        """(labels used, test accuracy) per evaluated round."""
+        """(labels used, accuracy) per evaluated round."""
         done = [r for r in self.rounds if "accuracy" in r.metrics]
         return (np.array([r.n_labels for r in done], dtype=float),
                 np.array([r.metrics["accuracy"] for r in done], dtype=float))
@@ -52,54 +58,52 @@ class LoopResult:
 OnRound = Callable[[RoundRecord], None]
 
 
-def build_annotator(config: Config, workspace: Workspace) -> Annotator:
-    """The annotator named in config."""
-    pool = workspace.splits.pool
-    labels = pool.labels if pool.labels is not None else [None] * len(pool)
-    return SimulatedAnnotator(dict(zip(pool.ids, labels, strict=True)), workspace.classes,
-                              noise=config.annotator.noise, seed=config.seed)
-
-
 def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: Annotator | None = None,
-             parent_run_id: str | None = None, on_round: OnRound | None = None) -> LoopResult:
-    """Run (or resume) the loop of a config until its budget, max rounds, or the pool runs out."""
+             parent_run_id: str | None = None, on_round: OnRound | None = None, wait: bool = True) -> LoopResult:
+    """Run (or resume) the loop of a config until its budget, max rounds, or the pool runs out.
+
+    With `wait=False`, return as soon as the loop would have to wait for annotators.
+    """
     workspace = workspace or prepare(config)
     check_plan(config, len(workspace.splits.pool))
     run_dir = config.output_dir / config.run_name
     with Ledger.open(run_dir / "ledger.sqlite") as ledger:
         ledger.bind({"config_identity": config.identity(), "pool_fingerprint": workspace.fingerprint()})
         tracker = Tracker(config.tracking_uri, config.tracking.experiment)
-        tags = {"strategy": config.loop.strategy, "dataset": _dataset_name(config), "seed": str(config.seed),
-                "al_loop.version": __version__, "al_loop.run_dir": str(run_dir)}
+        tags = {"strategy": config.loop.strategy, "dataset": config.dataset_label, "seed": str(config.seed),
+                "annotator": config.annotator.kind, "al_loop.version": __version__, "al_loop.run_dir": str(run_dir)}
         run_id = tracker.run_for_ledger(ledger, config.run_name, tags, config.flat_params(), parent_run_id)
-        loop = _Loop(config, workspace, ledger, tracker, run_id,
-                     annotator or build_annotator(config, workspace), on_round)
         try:
-            reason = loop.run()
-            loop.finish(reason, run_dir)
+            loop = _Loop(config, workspace, ledger, tracker, run_id,
+                         annotator or build_annotator(config, workspace, ledger), on_round)
+            reason, finished = loop.run(wait)
+            if finished:
+                loop.finish(reason, run_dir)
         except BaseException as error:
-            tracker.end_run(run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            status = "RUNNING" if isinstance(error, WaitTimeout) else (
+                "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            if status != "RUNNING":
+                tracker.end_run(run_id, status)
             raise
-        return LoopResult(run_id=run_id, run_dir=run_dir, rounds=ledger.rounds(), stopped_because=reason)
+        labelstudio = {k: v for k in ("labelstudio_url", "labelstudio_project") if (v := ledger.get_meta(k))}
+        return LoopResult(run_id=run_id, run_dir=run_dir, rounds=ledger.rounds(), stopped_because=reason,
+                          finished=finished, labelstudio=labelstudio)
 
 
 def check_plan(config: Config, pool_size: int) -> None:
     """Refuse batch sizes the pool cannot supply, before anything is picked."""
     loop = config.loop
-    if loop.initial_size > pool_size:
-        raise DataError(f"loop.initial_size ({loop.initial_size}) is larger than the pool ({pool_size} rows); "
+    available = pool_size - config.evaluation.size
+    if config.evaluation.size >= pool_size:
+        raise DataError(f"evaluation.size ({config.evaluation.size}) leaves nothing of the pool ({pool_size} rows) "
+                        "to train on; lower it")
+    if loop.initial_size > available:
+        raise DataError(f"loop.initial_size ({loop.initial_size}) is larger than the pool ({available} rows); "
                         "lower it")
-    if loop.initial_size + loop.batch_size > pool_size:
+    if loop.initial_size + loop.batch_size > available:
         raise DataError(f"loop.batch_size ({loop.batch_size}) is larger than what is left after the initial set "
-                        f"({pool_size - loop.initial_size} of {pool_size} rows); lower loop.batch_size or "
+                        f"({available - loop.initial_size} of {available} rows); lower loop.batch_size or "
                         "loop.initial_size")
-
-
-def _dataset_name(config: Config) -> str:
-    if config.dataset.name:
-        return config.dataset.name
-    assert config.dataset.path is not None
-    return config.dataset.path.name.split(".")[0]
 
 
 class _Loop:
@@ -115,55 +119,66 @@ class _Loop:
         self.annotator = annotator
         self.on_round = on_round
         self.template = build_estimator(config.model, config.seed)
+        self.has_eval_round = config.evaluation.size > 0
         self._cached: tuple[tuple[int, int], FittedModel] | None = None
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    def run(self) -> str:
+    def run(self, wait: bool) -> tuple[str, bool]:
+        """Turn rounds until a stop rule fires (finished) or, without waiting, until people are needed."""
         while True:
             current = self.ledger.open_round()
             if current is None:
                 reason = self.stop_reason()
                 if reason:
-                    return reason
+                    return reason, True
                 current = self.queue_next_round()
+                if not wait:
+                    self.push_unpushed()
+                    return f"pushed round {current.round} ({current.batch_size} tasks)", False
             started = time.perf_counter()
             if current.status == "queued":
                 self.push_unpushed()
-                self.collect()
+                if not self.collect(current.round, wait):
+                    answered, total = self.ledger.round_progress(current.round)
+                    return f"waiting for annotators: {answered} of {total} tasks of round {current.round} done", False
                 self.evaluate(current.round, started)
             self.log(current.round)
 
     def stop_reason(self) -> str | None:
-        used = len(self.ledger.used_ids())
+        used = self.ledger.used_count()
         budget = self.config.loop.budget
-        query_rounds = max(0, len(self.ledger.rounds()) - 1)
+        query_rounds = max(0, len(self.ledger.rounds()) - 1 - int(self.has_eval_round))
         if budget is not None and used >= budget:
             return f"budget of {budget} labels reached"
         if self.config.loop.max_rounds is not None and query_rounds >= self.config.loop.max_rounds:
             return f"max_rounds ({self.config.loop.max_rounds}) reached"
-        if used >= len(self.ws.splits.pool):
+        if len(self.ledger.used_ids()) >= len(self.ws.splits.pool):
             return "pool exhausted"
         return None
 
     def queue_next_round(self) -> RoundRecord:
-        """Pick the next batch (the random seed set in round 0) and record it as queued."""
+        """Pick the next batch (the evaluation set, then the random initial set, then queries)."""
         round_index = len(self.ledger.rounds())
         used = self.ledger.used_ids()
         available = np.array([row for row, e in enumerate(self.ws.splits.pool.ids) if e not in used])
-        size = self.config.loop.initial_size if round_index == 0 else self.config.loop.batch_size
-        if self.config.loop.budget is not None:
-            size = min(size, self.config.loop.budget - len(used))
-        size = min(size, len(available))
         # SeedSequence([seed, round]) gives each round its own stream: a resumed round draws the same
         # picks, and for one seed every strategy starts from the same initial set (paired comparison).
         rng = np.random.default_rng([self.config.seed, round_index])
-        if round_index == 0:
-            strategy, model = INITIAL_STRATEGY, None
-            selection = select("random", None, size, rng, n_candidates=len(available))
-            proba = None
+        first_train_round = int(self.has_eval_round)
+        purpose, proba, model = "train", None, None
+        if round_index < first_train_round:
+            strategy, purpose, size = EVALUATION_STRATEGY, "eval", self.config.evaluation.size
+        elif round_index == first_train_round:
+            strategy, size = INITIAL_STRATEGY, self.config.loop.initial_size
         else:
-            strategy = self.config.loop.strategy
+            strategy, size = self.config.loop.strategy, self.config.loop.batch_size
+        if purpose == "train" and self.config.loop.budget is not None:
+            size = min(size, self.config.loop.budget - self.ledger.used_count())
+        size = min(size, len(available))
+        if strategy in (EVALUATION_STRATEGY, INITIAL_STRATEGY):
+            selection = select("random", None, size, rng, n_candidates=len(available))
+        else:
             model = self.model_for(self.ledger.labels())
             proba = model.predict_proba(self.ws.x_pool[available])
             selection = select(strategy, proba, size, rng)
@@ -175,7 +190,7 @@ class _Loop:
                               predicted_label=None if guess is None else self.ws.classes[guess],
                               confidence=None if guess is None else float(proba[row, guess])))
         version = None if model is None else f"{self.config.run_name}/round-{round_index - 1}"
-        self.ledger.queue_round(round_index, strategy, version, picks)
+        self.ledger.queue_round(round_index, strategy, version, picks, purpose=purpose)
         return self.ledger.rounds()[-1]
 
     def push_unpushed(self) -> None:
@@ -191,28 +206,56 @@ class _Loop:
             tasks.append(TaskRequest(example_id=example_id, round=round_index, rank=rank,
                                      data=self.ws.splits.pool.inputs.iloc[row].to_dict(),
                                      predicted_label=pick.predicted_label, confidence=pick.confidence,
-                                     ambiguity=pick.ambiguity, model_version=records[round_index].model_version))
+                                     ambiguity=pick.ambiguity, model_version=records[round_index].model_version,
+                                     purpose="eval" if records[round_index].strategy == EVALUATION_STRATEGY
+                                     else "train"))
         self.ledger.mark_pushed(self.annotator.push(tasks))
 
-    def collect(self) -> None:
-        """Pull answers until nothing of the round is pending."""
-        pending = self.ledger.pending()
-        if not pending:
-            return
-        result = self.annotator.pull(pending, self.ledger.get_meta("pull_cursor"))
-        self.ledger.record_pull(result)
-        still = self.ledger.pending()
-        if still:
-            raise AlLoopError(f"the {self.annotator.name} annotator left {len(still)} example(s) unanswered; "
-                              "re-run the same command to pull again (nothing is lost)")
+    def collect(self, round_index: int, wait: bool) -> bool:
+        """Pull answers until enough of the round is answered; without `wait`, pull once.
+
+        Returns whether the round may be closed. Raises WaitTimeout after annotator.timeout seconds.
+        """
+        settings = self.config.annotator
+        is_people = isinstance(settings, LabelStudioAnnotatorConfig)
+        min_fraction = settings.min_fraction if is_people else 1.0
+        deadline = time.monotonic() + (settings.timeout if is_people else 0.0)
+        while True:
+            pending = self.ledger.pending()
+            if pending:
+                self.ledger.record_pull(self.annotator.pull(pending, self.ledger.get_meta("pull_cursor")))
+            answered, total = self.ledger.round_progress(round_index)
+            if total == 0 or answered >= min_fraction * total:
+                return True
+            if not wait:
+                return False
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"round {round_index}: {answered} of {total} tasks answered after waiting "
+                    f"{getattr(settings, 'timeout', 0):.0f} s (annotator.timeout). Nothing is lost: run "
+                    "`al-loop sync CONFIG` (or the same command) when annotators have worked")
+            time.sleep(settings.poll_interval if is_people else 0.1)
 
     def evaluate(self, round_index: int, started: float) -> None:
-        """Retrain on all labels so far, evaluate on held-out rows, and store the round's metrics."""
+        """Retrain on all training labels, evaluate, and store the round's metrics.
+
+        Metrics come from the annotator-labeled evaluation set when there is one (also logging the held-out
+        test split as test_* if it exists), else from the held-out test split.
+        """
         labels = self.ledger.labels()
-        model = self.model_for(labels)
         metrics: dict[str, float] = {"round": float(round_index)}
-        if self.ws.x_test is not None and self.ws.splits.test is not None:
-            metrics |= evaluate(model, self.ws.x_test, self.ws.splits.test.labels)
+        if labels:
+            model = self.model_for(labels)
+            eval_labels = self.ledger.labels(purpose="eval")
+            test = self.ws.splits.test
+            if eval_labels:
+                rows = self.ws.rows(list(eval_labels))
+                metrics |= evaluate(model, self.ws.x_pool[rows], np.array(list(eval_labels.values())))
+                metrics["eval_size"] = float(len(eval_labels))
+                if test is not None and self.ws.x_test is not None:
+                    metrics |= {f"test_{k}": v for k, v in evaluate(model, self.ws.x_test, test.labels).items()}
+            elif test is not None and self.ws.x_test is not None:
+                metrics |= evaluate(model, self.ws.x_test, test.labels)
         picked = [r[0] for r in self.ledger.round_ambiguities(round_index) if r[0] is not None]
         if picked:
             metrics["pick_ambiguity"] = float(np.mean(picked))
@@ -221,7 +264,8 @@ class _Loop:
 
     def log(self, round_index: int) -> None:
         record = next(r for r in self.ledger.rounds() if r.round == round_index)
-        self.tracker.log_step(self.run_id, int(record.n_labels or 0), record.metrics)
+        if record.n_labels:  # the evaluation round trains nothing: no point on the learning curve
+            self.tracker.log_step(self.run_id, int(record.n_labels), record.metrics)
         self.ledger.mark_logged(round_index)
         if self.on_round is not None:
             self.on_round(record)

@@ -27,6 +27,7 @@ class TaskRequest:
     confidence: float | None = None
     ambiguity: float | None = None
     model_version: str | None = None
+    purpose: str = "train"  # "eval": an evaluation task, never used for training
 
 
 @dataclass(frozen=True)

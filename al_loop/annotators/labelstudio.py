@@ -1,0 +1,219 @@
+"""The Label Studio annotator: push batches as tasks with the model's guess, pull answers incrementally.
+
+Push is one bulk import per round, idempotent by example id: tasks carry `al_id` and `al_round`, and
+before importing (or after a failed import) the round's existing tasks are looked up, so a crash between
+the import and the ledger write never creates a task twice.
+
+Pull asks which tasks changed since the cursor (a cheap listing), exports just those with their
+annotations, and reports deleted tasks. The cursor is the newest task `updated_at` seen; each pull
+re-reads a few seconds before it, and the ledger drops what it already has.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from al_loop.annotators.base import Annotation, PullResult, TaskRequest
+from al_loop.errors import ServiceError
+from al_loop.labelstudio.bots import Bots
+from al_loop.labelstudio.connection import Connection, call, dm_filters
+from al_loop.labelstudio.project import CHOICES_NAME, TEXT_NAME
+
+log = logging.getLogger(__name__)
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # the Data Manager's datetime filter accepts exactly this
+_OVERLAP = timedelta(seconds=5)
+_EXPORT_CHUNK = 500
+
+
+class LabelStudioAnnotator:
+    """Tasks in one Label Studio project; answers from its annotators (or from bots in simulation)."""
+
+    name = "labelstudio"
+
+    def __init__(self, conn: Connection, project_id: int, classes: Sequence[str], text_column: str | None,
+                 bots: Bots | None = None, repush_skipped: bool = False) -> None:
+        self.conn = conn
+        self.project_id = project_id
+        self.classes = list(classes)
+        self.text_column = text_column
+        self.bots = bots
+        self.repush_skipped = repush_skipped
+        self._users: dict[int, str] = {}
+        self._model_version: str | None = None
+
+    # -- push -------------------------------------------------------------------------------------
+
+    def push(self, tasks: Sequence[TaskRequest]) -> dict[str, str]:
+        by_round: dict[int, list[TaskRequest]] = defaultdict(list)
+        for task in tasks:
+            by_round[task.round].append(task)
+        pushed: dict[str, str] = {}
+        for round_index, batch in sorted(by_round.items()):
+            existing = self.tasks_of_round(round_index)
+            pushed.update({t.example_id: existing[t.example_id] for t in batch if t.example_id in existing})
+            new = [t for t in batch if t.example_id not in existing]
+            if new:
+                pushed.update(self._import(round_index, new))
+            self._set_model_version(batch)
+        return pushed
+
+    def _import(self, round_index: int, batch: list[TaskRequest]) -> dict[str, str]:
+        payload = [self.task_payload(t) for t in batch]
+        try:
+            # no automatic retry: a retried import whose first attempt succeeded would duplicate tasks
+            response = self.conn.client.projects.import_tasks(
+                id=self.project_id, request=payload, return_task_ids=True, request_options={"max_retries": 0})
+            ids = list(response.task_ids or [])
+        except Exception as error:  # any failure: the import may or may not have happened
+            log.warning("import of round %d failed (%s); reconciling by example id", round_index, error)
+            ids = []
+        if len(ids) == len(batch):  # the server returns the new ids in the order of the payload
+            return {t.example_id: str(i) for t, i in zip(batch, ids, strict=True)}
+        existing = self.tasks_of_round(round_index)
+        missing = [t.example_id for t in batch if t.example_id not in existing]
+        if missing:
+            raise ServiceError(f"importing {len(batch)} tasks into project {self.project_id} on {self.conn.url} "
+                               f"failed ({len(missing)} missing); re-run the command to retry (no duplicates)")
+        return {t.example_id: existing[t.example_id] for t in batch}
+
+    def task_payload(self, task: TaskRequest) -> dict[str, Any]:
+        """One task: the text to label, al-loop's ids and rank, and the model's guess as a prediction."""
+        data = {TEXT_NAME: self._text(task.data), "al_id": task.example_id, "al_round": task.round,
+                "al_rank": task.rank, "al_purpose": task.purpose}
+        if task.ambiguity is not None:
+            data["al_ambiguity"] = round(float(task.ambiguity), 6)
+        payload: dict[str, Any] = {"data": data}
+        if task.predicted_label is not None:
+            payload["predictions"] = [{
+                "model_version": task.model_version or "unknown",
+                "score": None if task.confidence is None else round(float(task.confidence), 6),
+                "result": [{"from_name": CHOICES_NAME, "to_name": TEXT_NAME, "type": "choices",
+                            "value": {"choices": [task.predicted_label]}}],
+            }]
+        return payload
+
+    def _text(self, row: Mapping[str, Any]) -> str:
+        if self.text_column is not None and self.text_column in row:
+            return str(row[self.text_column])
+        return "\n".join(f"{name}: {value:.6g}" if isinstance(value, float) else f"{name}: {value}"
+                         for name, value in row.items())
+
+    def _set_model_version(self, batch: Sequence[TaskRequest]) -> None:
+        """Point the project at the newest model, so 'Uncertainty sampling' serves its tasks first."""
+        version = next((t.model_version for t in batch if t.model_version), None)
+        if version and version != self._model_version:
+            call(lambda: self.conn.client.projects.update(id=self.project_id, model_version=version),
+                 self.conn.url, "set the project's model version")
+            self._model_version = version
+
+    def tasks_of_round(self, round_index: int) -> dict[str, str]:
+        """Existing tasks of a round in the project: example id -> task id."""
+        query = dm_filters([("filter:tasks:data.al_round", "equal", "Number", round_index)])
+        tasks = call(lambda: list(self.conn.client.tasks.list(project=self.project_id, query=query,
+                                                              fields="task_only", include="id,data",
+                                                              page_size=1000)),
+                     self.conn.url, "list the round's tasks")
+        return {str(t.data["al_id"]): str(t.id) for t in tasks if t.data and "al_id" in t.data}
+
+    # -- pull -------------------------------------------------------------------------------------
+
+    def pull(self, pending: Mapping[str, str | None], since: str | None = None) -> PullResult:
+        if self.bots is not None:
+            self.bots.answer(pending)
+        changed = self._changed_since(since)
+        result = PullResult(removed=self._deleted(pending), cursor=since)
+        problems: list[str] = []
+        for task in self._export([task_id for task_id, _ in changed]):
+            self._read_task(task, pending, result, problems)
+        if problems:
+            raise ServiceError("annotations with a choice that is not in dataset.classes (fix them in Label "
+                               "Studio, or the project's labeling config, then re-run): " + "; ".join(problems[:10]))
+        if changed:
+            result.cursor = max(updated for _, updated in changed)
+        return result
+
+    def _changed_since(self, since: str | None) -> list[tuple[str, str]]:
+        items = []
+        if since is not None:
+            start = datetime.strptime(since, _TIME_FORMAT) - _OVERLAP
+            items.append(("filter:tasks:updated_at", "greater", "Datetime", start.strftime(_TIME_FORMAT)))
+        tasks = call(lambda: list(self.conn.client.tasks.list(
+            project=self.project_id, query=dm_filters(items), fields="all",
+            include="id,updated_at,total_annotations,cancelled_annotations", page_size=5000)),
+            self.conn.url, "list changed tasks")
+        return [(str(t.id), t.updated_at.strftime(_TIME_FORMAT)) for t in tasks
+                if (t.total_annotations or 0) + (t.cancelled_annotations or 0) > 0 and t.updated_at is not None]
+
+    def _export(self, task_ids: list[str]) -> list[dict[str, Any]]:
+        """Full tasks with annotations. Raw request: the SDK's download_sync sends `ids`, the server reads `ids[]`."""
+        exported: list[dict[str, Any]] = []
+        http = self.conn.client._client_wrapper.httpx_client
+        for start in range(0, len(task_ids), _EXPORT_CHUNK):
+            chunk = task_ids[start:start + _EXPORT_CHUNK]
+            response = call(lambda c=chunk: http.request(
+                f"api/projects/{self.project_id}/export", method="GET",
+                params={"exportType": "JSON", "download_all_tasks": "true", "ids[]": c}),
+                self.conn.url, "export annotations")
+            if response.status_code != 200:
+                raise ServiceError(f"exporting annotations from project {self.project_id} on {self.conn.url} "
+                                   f"failed (HTTP {response.status_code}): {response.text[:200]}")
+            exported += response.json()
+        return exported
+
+    def _deleted(self, pending: Mapping[str, str | None]) -> list[str]:
+        """Pending examples whose task no longer exists in the project."""
+        by_task = {int(t): e for e, t in pending.items() if t is not None and str(t).isdigit()}
+        if not by_task:
+            return []
+        query = dm_filters([("filter:tasks:id", "in", "Number", {"min": min(by_task), "max": max(by_task)})])
+        present = call(lambda: {int(t.id) for t in self.conn.client.tasks.list(
+            project=self.project_id, query=query, fields="task_only", include="id", page_size=5000)},
+            self.conn.url, "check pending tasks")
+        return [e for t, e in by_task.items() if t not in present]
+
+    def _read_task(self, task: dict[str, Any], pending: Mapping[str, str | None], result: PullResult,
+                   problems: list[str]) -> None:
+        example_id = str((task.get("data") or {}).get("al_id", ""))
+        if not example_id:
+            return  # a task al-loop did not create
+        answered = False
+        for annotation in task.get("annotations") or []:
+            if annotation.get("was_cancelled"):
+                continue
+            choice = _choice(annotation.get("result") or [])
+            who = self._user(annotation.get("completed_by"))
+            if choice is None:
+                continue  # submitted without a choice: counts as no answer
+            if choice not in self.classes:
+                problems.append(f"task {task.get('id')} (example {example_id}) by {who}: {choice!r}")
+                continue
+            answered = True
+            result.annotations.append(Annotation(
+                example_id=example_id, label=choice, annotator=who,
+                created_at=str(annotation.get("created_at")), updated_at=annotation.get("updated_at"),
+                lead_time=annotation.get("lead_time"), external_id=f"ls-{annotation.get('id')}"))
+        still_waiting = str(pending.get(example_id)) == str(task.get("id"))  # not an older task of it
+        if not answered and still_waiting and any(a.get("was_cancelled") for a in task.get("annotations") or []):
+            (result.removed if self.repush_skipped else result.skipped).append(example_id)
+
+    def _user(self, user: Any) -> str:
+        if isinstance(user, dict):
+            return str(user.get("email") or user.get("id"))
+        if user is None:
+            return "unknown"
+        if int(user) not in self._users:
+            users = call(lambda: list(self.conn.client.users.list()), self.conn.url, "list users")
+            self._users = {int(u.id): (u.email or u.username or str(u.id)) for u in users}
+        return self._users.get(int(user), f"user-{user}")
+
+
+def _choice(result: list[dict[str, Any]]) -> str | None:
+    for region in result:
+        if region.get("from_name") == CHOICES_NAME and region.get("type") == "choices":
+            choices = (region.get("value") or {}).get("choices") or []
+            return str(choices[0]) if choices else None
+    return None

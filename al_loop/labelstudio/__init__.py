@@ -1,0 +1,1 @@
+"""Label Studio: the local server, the connection, and the project."""

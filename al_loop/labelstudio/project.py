@@ -1,0 +1,78 @@
+"""The Label Studio project of a run: labeling config from the class names, find or create, check."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import quoteattr
+
+from label_studio_sdk.core.api_error import ApiError
+
+from al_loop.errors import ServiceError
+from al_loop.labelstudio.connection import Connection, call, describe_api_error
+
+CHOICES_NAME = "label"
+TEXT_NAME = "text"
+UNCERTAINTY_SAMPLING = "Uncertainty sampling"  # the labeling stream serves the lowest prediction score first
+
+
+def labeling_config(classes: list[str], instructions: str = "Choose the class") -> str:
+    """Text + single Choices over the class names. Numeric rows are shown as readable `name: value` text."""
+    choices = "\n    ".join(f"<Choice value={quoteattr(c)}/>" for c in classes)
+    return (f"<View>\n  <Header value={quoteattr(instructions)}/>\n"
+            f'  <Text name="{TEXT_NAME}" value="${TEXT_NAME}"/>\n'
+            f'  <Choices name="{CHOICES_NAME}" toName="{TEXT_NAME}" choice="single" showInLine="false">\n'
+            f"    {choices}\n  </Choices>\n</View>")
+
+
+def config_choices(label_config: str) -> list[str]:
+    """The Choice values of the `label` Choices of a labeling config (empty if there is none)."""
+    try:
+        root = ET.fromstring(label_config)
+    except ET.ParseError:
+        return []
+    for node in root.iter("Choices"):
+        if node.get("name") == CHOICES_NAME:
+            return [c.get("value", "") for c in node.iter("Choice")]
+    return []
+
+
+def ensure_project(conn: Connection, title: str, classes: list[str], project_id: int | None = None,
+                   overlap: int = 1) -> int:
+    """The project to use: by id, else by exact title, else a new one. Refuses one whose choices differ."""
+    client = conn.client
+    if project_id is not None:
+        try:
+            project = client.projects.get(id=project_id)
+        except ApiError as error:
+            if error.status_code == 404:
+                raise ServiceError(f"Label Studio at {conn.url} has no project {project_id} (annotator.project_id)"
+                                   "; remove project_id to create one, or fix the id") from None
+            raise ServiceError(describe_api_error(error, conn.url, "read the project")) from None
+        _check_choices(conn, project.id, project.title, project.label_config or "", classes)
+        return int(project.id)
+    found = [p for p in call(lambda: list(client.projects.list(title=title)), conn.url, "list projects")
+             if p.title == title]
+    if len(found) > 1:
+        raise ServiceError(f"{len(found)} projects are titled {title!r} on {conn.url}; set annotator.project_id "
+                           f"to one of {[p.id for p in found]}")
+    if found:
+        project = client.projects.get(id=found[0].id)
+        _check_choices(conn, project.id, project.title, project.label_config or "", classes)
+        return int(project.id)
+    created = call(lambda: client.projects.create(
+        title=title, label_config=labeling_config(classes), sampling=UNCERTAINTY_SAMPLING,
+        show_skip_button=True, maximum_annotations=overlap,
+        description="Created by al-loop. Tasks carry al_rank (1 = most ambiguous) and the model's guess."),
+        conn.url, "create the project")
+    return int(created.id)
+
+
+def _check_choices(conn: Connection, project_id: int, title: str, label_config: str, classes: list[str]) -> None:
+    choices = config_choices(label_config)
+    if sorted(choices) != sorted(classes):
+        missing = sorted(set(classes) - set(choices))
+        extra = sorted(set(choices) - set(classes))
+        raise ServiceError(
+            f"project {project_id} ({title!r}) on {conn.url} has choices that do not match dataset.classes "
+            f"(missing: {missing}, not in classes: {extra}); refusing to relabel it. Use another "
+            "annotator.project_title / project_id, or fix dataset.classes")

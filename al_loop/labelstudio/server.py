@@ -1,0 +1,182 @@
+"""A local Label Studio server, started for the user on 127.0.0.1 with its data under the output folder.
+
+On first start a user and an API token are created; they are kept in `credentials.json` (mode 0600) next
+to the server's data and never printed in full. The server runs detached, so it outlives the command
+that started it; `stop` ends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from al_loop.errors import AlLoopError
+
+HOST = "127.0.0.1"
+USERNAME = "admin@al-loop.local"
+
+
+class ServerError(AlLoopError):
+    """The local Label Studio server could not be started, reached or stopped."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Login of the local server's admin user. `repr` hides the secrets."""
+
+    username: str
+    password: str
+    token: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password=***, token={mask(self.token)})"
+
+
+def mask(secret: str) -> str:
+    """A secret shown safely: its first 4 characters and its length."""
+    return f"{secret[:4]}… ({len(secret)} chars)"
+
+
+@dataclass(frozen=True)
+class LocalServer:
+    """Where a local server keeps its data, and how to reach it."""
+
+    data_dir: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.data_dir / "credentials.json"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.data_dir / "server.pid"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def credentials(self) -> Credentials:
+        """The stored credentials, created (0600) on first use."""
+        if self.credentials_path.exists():
+            data = json.loads(self.credentials_path.read_text())
+            return Credentials(data["username"], data["password"], data["token"])
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        credentials = Credentials(USERNAME, secrets.token_urlsafe(16), secrets.token_hex(20))
+        descriptor = os.open(self.credentials_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump({"username": credentials.username, "password": credentials.password,
+                       "token": credentials.token}, handle)
+        return credentials
+
+    def pid(self) -> int | None:
+        """The server's process id if it is alive."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+            os.kill(pid, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            return None
+        return pid
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def status(self) -> str:
+        pid = self.pid()
+        if pid is None:
+            return "stopped"
+        return "running" if self.healthy() else "starting"
+
+    def start(self, timeout: float = 240.0) -> bool:
+        """Start the server unless it runs already; wait until healthy. Returns True if it was started now."""
+        if self.pid() is not None:
+            self._wait_healthy(timeout)
+            return False
+        if _port_in_use(self.port):
+            raise ServerError(f"port {self.port} on {HOST} is already in use by another program; set "
+                              "annotator.port to a free port (or stop that program)")
+        executable = _label_studio_executable()
+        credentials = self.credentials()
+        environment = {
+            **os.environ,
+            "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
+            "LABEL_STUDIO_USERNAME": credentials.username,
+            "LABEL_STUDIO_PASSWORD": credentials.password,
+            "LABEL_STUDIO_USER_TOKEN": credentials.token,
+            # Label Studio 1.2x disables legacy tokens for new organizations; this server is ours.
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+            "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+            "DJANGO_DEBUG": "false",
+        }
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            process = subprocess.Popen(
+                # --internal-host is the bind address; --host only prefixes generated URLs.
+                [executable, "start", "--no-browser", "--internal-host", HOST, "--port", str(self.port)],
+                env=environment, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=self.data_dir)
+        self.pid_path.write_text(str(process.pid))
+        self._wait_healthy(timeout, process)
+        return True
+
+    def _wait_healthy(self, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return
+            if process is not None and process.poll() is not None:
+                raise ServerError(f"Label Studio exited during start-up (code {process.returncode}); see "
+                                  f"{self.log_path}")
+            time.sleep(1.0)
+        raise ServerError(f"Label Studio did not answer on {self.url} within {timeout:.0f} s; see {self.log_path}")
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the server (its whole process group). Returns False if it was not running."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_path.unlink(missing_ok=True)
+            return False
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.pid() is not None:
+            with contextlib.suppress(ChildProcessError):  # reap it if we are its parent
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.2)
+        if self.pid() is not None:
+            os.killpg(pid, signal.SIGKILL)
+        self.pid_path.unlink(missing_ok=True)
+        return True
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex((HOST, port)) == 0
+
+
+def _label_studio_executable() -> str:
+    beside_python = Path(sys.executable).with_name("label-studio")
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("label-studio")
+    if found is None:
+        raise ServerError('the Label Studio server is not installed; install the extra: pip install -e ".[server]"')
+    return found
