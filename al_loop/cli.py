@@ -42,20 +42,54 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show de
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
 
 
+StrategyOpt = Annotated[str | None, typer.Option(help="Override loop.strategy.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Override seed.")]
+
+
 @app.command()
-def run(config: ConfigArg,
-        strategy: Annotated[str | None, typer.Option(help="Override loop.strategy.")] = None,
-        seed: Annotated[int | None, typer.Option(help="Override seed.")] = None) -> None:
+def run(config: ConfigArg, strategy: StrategyOpt = None, seed: SeedOpt = None,
+        wait: Annotated[bool, typer.Option("--wait/--no-wait",
+                                           help="Wait for annotators (default), or push the batch and exit.")] = True
+        ) -> None:
     """Run (or resume) the active-learning loop of CONFIG."""
+    _loop(config, strategy, seed, wait=wait, command="run")
+
+
+@app.command()
+def sync(config: ConfigArg, strategy: StrategyOpt = None, seed: SeedOpt = None) -> None:
+    """Pull answers, retrain and log the round if enough is answered, push the next batch; never waits."""
+    _loop(config, strategy, seed, wait=False, command="sync")
+
+
+def _loop(config: Path, strategy: str | None, seed: int | None, wait: bool, command: str) -> None:
     try:
         cfg = api.load_config(config).with_overrides(strategy=strategy, seed=seed)
-        console.print(f"[bold]al-loop run[/] {cfg.run_name} · output {cfg.output_dir / cfg.run_name}")
-        result = api.run_loop(cfg, on_round=lambda r: console.print(_round_line(r), highlight=False))
+        console.print(f"[bold]al-loop {command}[/] {cfg.run_name} · output {cfg.output_dir / cfg.run_name}")
+        result = api.run_loop(cfg, wait=wait, on_round=lambda r: console.print(_round_line(r), highlight=False))
     except AlLoopError as error:
         raise _fail(error) from None
-    console.print(f"[green]done[/]: {result.stopped_because}. MLflow run {result.run_id}")
-    console.print(f"open the MLflow UI: mlflow ui --backend-store-uri {cfg.tracking_uri} --host 127.0.0.1",
+    if result.finished:
+        console.print(f"[green]done[/]: {result.stopped_because}. MLflow run {result.run_id}")
+    else:
+        console.print(f"[yellow]paused[/]: {result.stopped_because}. Run `al-loop sync {config}` when annotators "
+                      "have worked.", highlight=False)
+    if result.labelstudio:
+        url, project = result.labelstudio.get("labelstudio_url"), result.labelstudio.get("labelstudio_project")
+        console.print(f"Label Studio: {url}/projects/{project}/data (sort by al_rank: 1 = most ambiguous)",
+                      soft_wrap=True, highlight=False)
+        _print_login(cfg)
+    console.print(f"MLflow UI: mlflow ui --backend-store-uri {cfg.tracking_uri} --host 127.0.0.1",
                   soft_wrap=True, highlight=False)
+
+
+def _print_login(cfg: api.Config) -> None:
+    from al_loop.config import LabelStudioAnnotatorConfig
+    from al_loop.labelstudio.connection import local_server
+
+    if isinstance(cfg.annotator, LabelStudioAnnotatorConfig) and cfg.annotator.url is None:
+        server = local_server(cfg.annotator, cfg.output_dir)
+        console.print(f"log in as {server.credentials().username}; password and API token in "
+                      f"{server.credentials_path} (readable by you only)", soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -114,3 +148,60 @@ def _count(value: object) -> str:
 
 def _ratio(value: object) -> str:
     return "—" if _missing(value) else f"{value:.2f}x"
+
+
+labelstudio_app = typer.Typer(no_args_is_help=True, help="The local Label Studio server (127.0.0.1).")
+app.add_typer(labelstudio_app, name="labelstudio")
+
+
+def _server(config: Path):
+    from al_loop.config import LabelStudioAnnotatorConfig
+    from al_loop.labelstudio.connection import local_server
+
+    cfg = api.load_config(config)
+    settings = cfg.annotator if isinstance(cfg.annotator, LabelStudioAnnotatorConfig) else \
+        LabelStudioAnnotatorConfig(kind="labelstudio")
+    if settings.url is not None:
+        raise AlLoopError(f"annotator.url is set ({settings.url}): that server is not managed by al-loop")
+    return cfg, local_server(settings, cfg.output_dir)
+
+
+@labelstudio_app.command("start")
+def labelstudio_start(config: ConfigArg) -> None:
+    """Start the local server (data under <output_dir>/labelstudio) and wait until it answers."""
+    from al_loop.labelstudio.server import mask
+
+    try:
+        _, server = _server(config)
+        with console.status(f"starting Label Studio on {server.url} (the first start takes ~30 s)..."):
+            started = server.start()
+        credentials = server.credentials()
+    except AlLoopError as error:
+        raise _fail(error) from None
+    console.print(f"Label Studio {'started' if started else 'already running'}: {server.url}", highlight=False)
+    console.print(f"log in as {credentials.username}; password and API token (token {mask(credentials.token)}) in "
+                  f"{server.credentials_path}", soft_wrap=True, highlight=False)
+
+
+@labelstudio_app.command("stop")
+def labelstudio_stop(config: ConfigArg) -> None:
+    """Stop the local server."""
+    try:
+        _, server = _server(config)
+        stopped = server.stop()
+    except AlLoopError as error:
+        raise _fail(error) from None
+    console.print("stopped" if stopped else "not running")
+
+
+@labelstudio_app.command("status")
+def labelstudio_status(config: ConfigArg) -> None:
+    """Say whether the local server runs, and where."""
+    try:
+        _, server = _server(config)
+        state = server.status()
+    except AlLoopError as error:
+        raise _fail(error) from None
+    console.print(f"{state}: {server.url} (data in {server.data_dir})", highlight=False)
+    if state == "stopped":
+        raise typer.Exit(code=1)
