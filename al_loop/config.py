@@ -139,7 +139,8 @@ class LabelStudioAnnotatorConfig(_Strict):
                                                                "(legacy token or personal access token)")
     port: int = Field(8080, gt=0, lt=65536, description="port of the local server (127.0.0.1)")
     project_id: int | None = Field(None, gt=0)
-    project_title: str | None = Field(None, description="default: al-loop <dataset> <strategy>-seed<seed>")
+    project_title: str | None = Field(None, min_length=1, max_length=50,  # Label Studio's limit
+                                      description="default: al-loop <dataset> <strategy>-seed<seed>")
     poll_interval: float = Field(5.0, gt=0, description="seconds between two pulls while waiting")
     timeout: float = Field(3600.0, gt=0, description="seconds to wait for a batch before exiting")
     min_fraction: float = Field(1.0, gt=0, le=1, description="share of the batch answered before retraining")
@@ -255,6 +256,8 @@ class Config(_Strict):
 
 def _looks_secret(key: str) -> bool:
     lowered = key.lower()
+    if lowered.endswith("_env"):  # the NAME of an environment variable, not its value
+        return False
     return any(word in lowered for word in ("token", "password", "secret", "api_key"))
 
 

@@ -41,3 +41,41 @@ def write_config(tmp_path: Path, mlflow_uri: str, request: pytest.FixtureRequest
         return path
 
     return write
+
+
+TOKEN_ENV = "AL_LOOP_TEST_LS_TOKEN"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def labelstudio(tmp_path_factory: pytest.TempPathFactory):
+    """A real Label Studio server on 127.0.0.1 for the session (first start: ~30 s of migrations).
+
+    Its token is exported in AL_LOOP_TEST_LS_TOKEN, the way a user passes a token to al-loop.
+    """
+    import os
+    import shutil
+    import sys
+
+    from al_loop.labelstudio.server import LocalServer
+
+    installed = Path(sys.executable).with_name("label-studio").exists() or shutil.which("label-studio")
+    if not installed:
+        if os.environ.get("CI"):
+            pytest.fail('label-studio is not installed; CI must install the extra: pip install -e ".[test,server]"')
+        pytest.skip('label-studio is not installed (pip install -e ".[server]")')
+    server = LocalServer(tmp_path_factory.mktemp("labelstudio"), _free_port())
+    server.start()
+    os.environ[TOKEN_ENV] = server.credentials().token
+    try:
+        yield server
+    finally:
+        server.stop()
+        os.environ.pop(TOKEN_ENV, None)

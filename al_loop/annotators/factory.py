@@ -32,7 +32,7 @@ def _label_studio(config: Config, settings: LabelStudioAnnotatorConfig, workspac
     if remembered is not None and settings.project_id is not None and int(remembered) != settings.project_id:
         raise LedgerMismatchError(f"this run's tasks are in Label Studio project {remembered}, but "
                                   f"annotator.project_id is {settings.project_id}; restore it or use a new output_dir")
-    title = settings.project_title or f"al-loop {config.dataset_label} {config.run_name}"
+    title = settings.project_title or f"al-loop {config.dataset_label} {config.run_name}"[:50]
     project_id = ensure_project(conn, title, workspace.classes,
                                 project_id=settings.project_id or (int(remembered) if remembered else None),
                                 overlap=settings.simulate.per_task if settings.simulate else 1)

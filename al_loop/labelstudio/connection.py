@@ -78,6 +78,8 @@ def call(action: Callable[[], T], url: str, doing: str) -> T:
 
 def describe_api_error(error: ApiError, url: str, doing: str) -> str:
     detail = error.body.get("detail", error.body) if isinstance(error.body, dict) else error.body
+    if isinstance(error.body, dict) and error.body.get("validation_errors"):
+        detail = f"{detail}: {error.body['validation_errors']}"
     if error.status_code == 401:
         hint = LEGACY_HINT if "legacy" in str(detail).lower() else "check the token in annotator.token_env"
         return f"Label Studio at {url} refused the token (401: {detail}) while trying to {doing}. {hint}"
