@@ -321,3 +321,16 @@ def test_cli_no_wait_then_sync_and_the_token_never_leaks(ls_config, labelstudio,
     assert run.data.params["annotator.token_env"] == TOKEN_ENV
     for text in [*outputs, stored]:
         assert token not in text
+
+
+def test_a_personal_access_token_works_like_a_legacy_token(conn: Connection, labelstudio, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    personal = conn.client.tokens.create().token
+    assert personal.count(".") == 2, "a personal access token is a JWT (refresh token)"
+    monkeypatch.setenv("MY_PAT", personal)
+    via_pat = connect(LabelStudioAnnotatorConfig(kind="labelstudio", url=labelstudio.url, token_env="MY_PAT"),
+                      tmp_path)
+    assert via_pat.user_id == conn.user_id
+    project = ensure_project(via_pat, "via a personal token", CLASSES)
+    pushed = LabelStudioAnnotator(via_pat, project, CLASSES, "text").push(_requests(3))
+    assert len(pushed) == 3
