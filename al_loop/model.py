@@ -78,7 +78,9 @@ def evaluate(model: FittedModel, x: Any, labels: np.ndarray) -> dict[str, float]
     return {
         "accuracy": float(accuracy_score(labels, predicted)),
         "macro_f1": float(f1_score(labels, predicted, average="macro", labels=model.classes, zero_division=0)),
-        "log_loss": float(log_loss(labels, _clip_rows(proba), labels=model.classes)),
+        # log_loss reads the columns in sorted label order, whatever order `labels=` lists
+        "log_loss": float(log_loss(labels, _clip_rows(proba)[:, np.argsort(model.classes)],
+                                   labels=sorted(model.classes))),
     }
 
 

@@ -334,3 +334,44 @@ def test_a_personal_access_token_works_like_a_legacy_token(conn: Connection, lab
     project = ensure_project(via_pat, "via a personal token", CLASSES)
     pushed = LabelStudioAnnotator(via_pat, project, CLASSES, "text").push(_requests(3))
     assert len(pushed) == 3
+
+
+def test_a_pool_without_ground_truth_is_measured_on_the_annotated_evaluation_set(
+        labelstudio, tmp_path: Path, mlflow_uri: str) -> None:
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    rng = np.random.default_rng(0)
+    n = 60
+    truth = {f"row{i}": ("big" if i % 2 else "small") for i in range(n)}
+    frame = pd.DataFrame({"id": list(truth), "size": [(5.0 if truth[k] == "big" else 1.0) + rng.normal(0, 0.3)
+                                                      for k in truth], "noise": rng.normal(size=n)})
+    frame.to_csv(tmp_path / "pool.csv", index=False)  # no label column at all
+    path = tmp_path / "campaign.yaml"
+    path.write_text(yaml.safe_dump({
+        "dataset": {"path": "pool.csv", "feature_columns": ["size", "noise"], "label_column": None,
+                    "classes": ["small", "big"]},
+        "loop": {"batch_size": 5, "initial_size": 10, "budget": 15},
+        "annotator": {"kind": "labelstudio", "url": labelstudio.url, "token_env": TOKEN_ENV,
+                      "project_title": "campaign without ground truth"},
+        "evaluation": {"size": 10},
+        "tracking": {"uri": mlflow_uri, "experiment": "campaign"}, "output_dir": "out"}))
+    config = load_config(path)
+    conn = connect(config.annotator, config.output_dir)
+    project = None
+    for expected in ("pushed round 0 (10 tasks)", "pushed round 1 (10 tasks)", "pushed round 2 (5 tasks)",
+                     "budget of 15 labels reached"):
+        result = run_loop(config, wait=False)
+        assert result.stopped_because == expected
+        project = int(result.labelstudio["labelstudio_project"])
+        for task in _tasks(conn, project):  # a person answers whatever is open, from the truth
+            if not task.annotations:
+                assert "size:" in task.data["text"], "numeric rows are shown as readable lines"
+                _answer(conn, task.id, truth[task.data["al_id"]])
+    with _ledger(config) as ledger:
+        assert len(ledger.labels(purpose="eval")) == 10 and len(ledger.labels()) == 15
+    run = MlflowClient(mlflow_uri).get_run(result.run_id)
+    assert run.data.metrics["eval_size"] == 10
+    assert run.data.metrics["accuracy"] >= 0.8, "two well separated classes, measured on the evaluation set"
+    assert "test_accuracy" not in run.data.metrics

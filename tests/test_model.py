@@ -1,0 +1,40 @@
+"""Model helpers: probabilities aligned to the run's classes, metrics independent of class order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from al_loop.model import evaluate, fit
+
+
+def _data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 1, (30, 2)), rng.normal(3, 1, (30, 2))])
+    y = np.array(["small"] * 30 + ["big"] * 30, dtype=object)
+    return x, y
+
+
+def test_metrics_do_not_depend_on_the_order_of_the_class_list() -> None:
+    x, y = _data()
+    listed = evaluate(fit(LogisticRegression(), x, y, ["small", "big"]), x, y)
+    sorted_ = evaluate(fit(LogisticRegression(), x, y, ["big", "small"]), x, y)
+    assert listed == pytest.approx(sorted_)
+    expected = -np.mean(np.log(LogisticRegression().fit(x, y).predict_proba(x)[np.arange(60), (y == "small").astype(int)]))
+    assert listed["log_loss"] == pytest.approx(expected)
+
+
+def test_probabilities_have_a_column_per_run_class_even_if_unseen() -> None:
+    x, y = _data()
+    model = fit(LogisticRegression(), x, y, ["big", "medium", "small"])
+    proba = model.predict_proba(x)
+    assert proba.shape == (60, 3)
+    assert np.all(proba[:, 1] == 0) and np.allclose(proba.sum(axis=1), 1)
+
+
+def test_a_single_class_so_far_gives_a_constant_prior_model() -> None:
+    x, y = _data()
+    model = fit(LogisticRegression(), x[:30], y[:30], ["small", "big"])
+    assert np.all(model.predict_proba(x) == [1.0, 0.0])
+    assert evaluate(model, x, y)["accuracy"] == 0.5
