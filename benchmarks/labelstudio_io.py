@@ -7,8 +7,9 @@ error), then measures with time.perf_counter:
 
 - push: LabelStudioAnnotator.push of N tasks with predictions, all in one round (one bulk import), against
   one tasks.create + one predictions.create per task (timed on a sample, extrapolated linearly to N);
-- pull: LabelStudioAnnotator.pull of N annotated tasks (since=None), then an incremental pull after 100
-  annotations changed, against one annotations.list per task (timed on a sample, extrapolated to N).
+- pull: LabelStudioAnnotator.pull of N annotated tasks (since=None), then two incremental pulls after 100
+  annotations changed (right after the bulk pull, whose cursor's 5 s overlap still covers the whole import;
+  then in steady state), against one annotations.list per task (timed on a sample, extrapolated to N).
 
 The annotated tasks of the pull are imported with their annotations in one untimed bulk call. The targets
 (push 10,000 tasks <= 5 s, pull their annotations <= 10 s) are checked on the bulk rows, scaled linearly to
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ import label_studio_sdk
 from rich.console import Console
 from rich.table import Table
 
+from al_loop.annotators import labelstudio
 from al_loop.annotators.base import TaskRequest
 from al_loop.annotators.labelstudio import LabelStudioAnnotator
 from al_loop.config import LabelStudioAnnotatorConfig
@@ -52,6 +55,7 @@ TARGET_TASKS = 10_000
 TARGET_PUSH_S = 5.0
 TARGET_PULL_S = 10.0
 SLOW_REQUEST = {"timeout_in_seconds": 900}  # the untimed bulk import with annotations
+OVERLAP_S = getattr(labelstudio, "_OVERLAP", timedelta(seconds=5)).total_seconds()  # pulls re-read this much
 
 console = Console()
 if not console.is_terminal:  # piped or captured: wide enough for the table
@@ -132,7 +136,7 @@ class Row:
 
 
 def timed(function: Callable[..., Any], into: dict[str, float], key: str) -> Callable[..., Any]:
-    """A wrapper adding the time spent in `function` to into[key] (to see where a pull spends its time)."""
+    """A wrapper adding the time spent in `function` to into[key]."""
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
         try:
@@ -142,19 +146,34 @@ def timed(function: Callable[..., Any], into: dict[str, float], key: str) -> Cal
     return wrapper
 
 
+PUSH_STEPS = {"tasks_of_round": "list the round's existing tasks", "_import": "bulk import (import_tasks)",
+              "_set_model_version": "set the project's model version"}
+PULL_STEPS = {"_changed_since": "list changed tasks", "_deleted": "check pending tasks still exist",
+              "_export": "export changed tasks by ids", "_user": "resolve users"}
+CLIENT_REST = "rest (client side, between calls)"
+Breakdown = dict[str, dict[str, float]]  # timed call -> step -> seconds
+
+
 @contextmanager
-def profiled(annotator: LabelStudioAnnotator, into: dict[str, float]) -> Iterator[None]:
-    """Time the steps of pull by wrapping the annotator's helpers (skipped if they are renamed)."""
-    steps = {"_changed_since": "list changed tasks", "_export": "export them by ids",
-             "_deleted": "check for deleted tasks", "_user": "resolve users"}
+def profiled(annotator: LabelStudioAnnotator, steps: dict[str, str], into: dict[str, float]) -> Iterator[None]:
+    """Time the steps of a push or pull by wrapping the annotator's helpers (those that exist; they are
+    private, so a renamed one is simply not broken down). The total goes to into["total"]."""
     wrapped = [name for name in steps if callable(getattr(annotator, name, None))]
     for name in wrapped:
         setattr(annotator, name, timed(getattr(annotator, name), into, steps[name]))
+    start = time.perf_counter()
     try:
         yield
     finally:
+        total = time.perf_counter() - start
+        into[CLIENT_REST] = total - sum(into.values())
+        into["total"] = total
         for name in wrapped:
             delattr(annotator, name)  # back to the class's method
+
+
+def sampled(done: int, n: int, seconds: float) -> str:
+    return f"extrapolated from {done} ({seconds:.1f} s)" if done < n else "measured on all tasks"
 
 
 def free_port(preferred: int) -> int:
@@ -180,17 +199,17 @@ def server_version(url: str, token: str) -> str:
 
 # -- the benchmark ----------------------------------------------------------------------------------
 
-def bench_push(conn: Connection, n: int, rows: list[Row]) -> None:
+def bench_push(conn: Connection, n: int, rows: list[Row], breakdown: Breakdown) -> None:
     project = ensure_project(conn, "bench push bulk", CLASSES)
     annotator = LabelStudioAnnotator(conn, project, CLASSES, text_column="text")
     requests = [e.request for e in make_examples(n, seed=1, prefix="push")]
-    start = time.perf_counter()
-    pushed = annotator.push(requests)
-    seconds = time.perf_counter() - start
+    steps = breakdown.setdefault("bulk push", {})
+    with profiled(annotator, PUSH_STEPS, steps):
+        pushed = annotator.push(requests)
     if len(pushed) != n or len(set(pushed.values())) != n:
         raise RuntimeError(f"bulk push returned {len(pushed)} task ids ({len(set(pushed.values()))} distinct), "
                            f"expected {n}")
-    rows.append(Row("push: LabelStudioAnnotator.push (bulk)", n, seconds,
+    rows.append(Row("push: LabelStudioAnnotator.push (bulk)", n, steps["total"],
                     "1 round = 1 import, with predictions", TARGET_PUSH_S))
 
     project = ensure_project(conn, "bench push per task", CLASSES)
@@ -205,7 +224,7 @@ def bench_push(conn: Connection, n: int, rows: list[Row]) -> None:
                                   model_version=prediction["model_version"])
     seconds = time.perf_counter() - start
     rows.append(Row("push: tasks.create + predictions.create per task", n, seconds * n / len(sample),
-                    f"extrapolated from {len(sample)} ({seconds:.1f} s)"))
+                    sampled(len(sample), n, seconds)))
 
 
 def import_annotated(conn: Connection, annotator: LabelStudioAnnotator, examples: list[Example]) -> dict[str, str]:
@@ -223,19 +242,24 @@ def import_annotated(conn: Connection, annotator: LabelStudioAnnotator, examples
     return {e.request.example_id: str(i) for e, i in zip(examples, ids, strict=True)}
 
 
-def bench_pull(conn: Connection, n: int, rows: list[Row]) -> dict[str, float]:
+def change_annotations(conn: Connection, annotation_ids: dict[str, int], labels: dict[str, str]) -> None:
+    """Give the annotations of these examples a new label (what an annotator fixing answers does)."""
+    for example_id, label in labels.items():
+        conn.client.annotations.update(id=annotation_ids[example_id], result=choice_result(label))
+
+
+def bench_pull(conn: Connection, n: int, rows: list[Row], breakdown: Breakdown) -> None:
     project = ensure_project(conn, "bench pull", CLASSES)
     annotator = LabelStudioAnnotator(conn, project, CLASSES, text_column="text")
     examples = make_examples(n, seed=3, prefix="pull")
     start = time.perf_counter()
     pending: dict[str, str | None] = dict(import_annotated(conn, annotator, examples))
-    console.print(f"  (untimed) imported {n:,} annotated tasks in {time.perf_counter() - start:.1f} s")
+    imported = time.perf_counter()
+    console.print(f"  (untimed) imported {n:,} annotated tasks in {imported - start:.1f} s")
 
-    steps: dict[str, float] = {}
-    with profiled(annotator, steps):
-        start = time.perf_counter()
+    steps = breakdown.setdefault("bulk pull", {})
+    with profiled(annotator, PULL_STEPS, steps):
         result = annotator.pull(pending, since=None)
-        seconds = time.perf_counter() - start
     truth = {e.request.example_id: e.truth for e in examples}
     got = {a.example_id: a for a in result.annotations}
     wrong = sum(got[k].label != truth[k] for k in got)
@@ -243,29 +267,33 @@ def bench_pull(conn: Connection, n: int, rows: list[Row]) -> dict[str, float]:
         raise RuntimeError(f"bulk pull returned {len(result.annotations)} annotations for {len(got)} examples "
                            f"(expected {n}), {wrong} wrong labels, {len(result.removed)} removed, "
                            f"{len(result.skipped)} skipped")
-    rows.append(Row("pull: LabelStudioAnnotator.pull (since=None)", n, seconds,
+    rows.append(Row("pull: LabelStudioAnnotator.pull (since=None)", n, steps["total"],
                     f"{len(result.annotations):,} annotations, all labels checked", TARGET_PULL_S))
 
-    # incremental: change CHANGED annotations (to another class), then pull from the cursor
+    # Incremental pulls: CHANGED annotations get another label, then pull from the last cursor. The pull
+    # re-reads OVERLAP_S before its cursor; the changes are made that long after the import, so that the
+    # second (steady-state) pull re-reads just them. Pending stays all N tasks (the slow case).
     rng = random.Random(4)
+    annotation_ids = {k: int(str(a.external_id).removeprefix("ls-")) for k, a in got.items()}
     changed = rng.sample(sorted(got), min(CHANGED, n))
-    new_labels = {}
-    for example_id in changed:
-        annotation_id = int(str(got[example_id].external_id).removeprefix("ls-"))
-        new_labels[example_id] = rng.choice([c for c in CLASSES if c != truth[example_id]])
-        conn.client.annotations.update(id=annotation_id, result=choice_result(new_labels[example_id]))
-    incremental: dict[str, float] = {}
-    with profiled(annotator, incremental):
-        start = time.perf_counter()
-        later = annotator.pull(pending, since=result.cursor)
-        seconds = time.perf_counter() - start
-    latest = {a.example_id: a.label for a in later.annotations}
-    missed = [k for k in changed if latest.get(k) != new_labels[k]]
-    if missed:
-        raise RuntimeError(f"incremental pull missed {len(missed)} of {len(changed)} changed annotations "
-                           f"(e.g. {missed[:3]}); cursor {result.cursor!r} -> {later.cursor!r}")
-    rows.append(Row(f"pull: incremental ({len(changed)} changed)", len(changed), seconds,
-                    f"re-read {len(later.annotations):,} annotations (5 s overlap); pending = all {n:,}"))
+    time.sleep(max(0.0, imported + OVERLAP_S + 1.0 - time.perf_counter()))
+    cursor = result.cursor
+    for title, key in [("right after the bulk pull", "incremental, right after"),
+                       ("steady state", "incremental, steady state")]:
+        labels = {k: rng.choice([c for c in CLASSES if c != got[k].label]) for k in changed}
+        change_annotations(conn, annotation_ids, labels)
+        steps = breakdown.setdefault(key, {})
+        with profiled(annotator, PULL_STEPS, steps):
+            later = annotator.pull(pending, since=cursor)
+        latest = {a.example_id: a for a in later.annotations}
+        missed = [k for k in changed if k not in latest or latest[k].label != labels[k]]
+        if missed:
+            raise RuntimeError(f"incremental pull missed {len(missed)} of {len(changed)} changed annotations "
+                               f"(e.g. {missed[:3]}); cursor {cursor!r} -> {later.cursor!r}")
+        got.update(latest)
+        cursor = later.cursor
+        rows.append(Row(f"pull: incremental, {title} ({len(changed)} changed)", len(changed), steps["total"],
+                        f"re-read {len(later.annotations):,} annotations; pending = all {n:,} tasks"))
 
     sample = list(pending.values())[:min(SAMPLE, n)]
     start = time.perf_counter()
@@ -273,20 +301,28 @@ def bench_pull(conn: Connection, n: int, rows: list[Row]) -> dict[str, float]:
         conn.client.annotations.list(id=int(str(task_id)))
     seconds = time.perf_counter() - start
     rows.append(Row("pull: annotations.list per task", n, seconds * n / len(sample),
-                    f"extrapolated from {len(sample)} ({seconds:.1f} s)"))
-    return {**steps, **{f"incremental: {k}": v for k, v in incremental.items()}}
+                    sampled(len(sample), n, seconds)))
 
 
 # -- output -----------------------------------------------------------------------------------------
 
 COLUMNS = ["operation", "tasks", "seconds", "tasks/s", "note", "target"]
+NUMERIC = ("tasks", "seconds", "tasks/s")
 
 
-def print_rich(header: str, rows: list[Row], steps: dict[str, float]) -> None:
+def breakdown_cells(breakdown: Breakdown) -> tuple[list[str], list[list[str]]]:
+    """Columns (the timed calls) and rows (their steps, total last) of the time breakdown."""
+    calls = list(breakdown)
+    steps = [s for s in dict.fromkeys(s for c in calls for s in breakdown[c]) if s not in (CLIENT_REST, "total")]
+    steps += [CLIENT_REST, "total"]
+    rows = [[step] + [f"{breakdown[c][step]:.2f}" if step in breakdown[c] else "" for c in calls] for step in steps]
+    return ["step (seconds)", *calls], rows
+
+
+def print_rich(header: str, rows: list[Row], breakdown: Breakdown) -> None:
     table = Table(title="Label Studio I/O", caption=header)
     for column in COLUMNS:
-        table.add_column(column, justify="right" if column in ("tasks", "seconds", "tasks/s") else "left",
-                         no_wrap=column == "operation")
+        table.add_column(column, justify="right" if column in NUMERIC else "left", no_wrap=column == "operation")
     for row in rows:
         cells = row.cells()
         verdict = row.verdict()
@@ -294,21 +330,26 @@ def print_rich(header: str, rows: list[Row], steps: dict[str, float]) -> None:
             cells[-1] = cells[-1].replace(verdict, f"[{'green' if verdict == 'PASS' else 'red'}]{verdict}[/]")
         table.add_row(*cells)
     console.print(table)
-    breakdown = Table(title="Where the pulls spend their time")
-    breakdown.add_column("step")
-    breakdown.add_column("seconds", justify="right")
-    for step, seconds in steps.items():
-        breakdown.add_row(step, f"{seconds:.2f}")
-    console.print(breakdown)
+    columns, cells = breakdown_cells(breakdown)
+    steps = Table(title="Where the time goes (LabelStudioAnnotator's steps)")
+    for i, column in enumerate(columns):
+        steps.add_column(column, justify="right" if i else "left")
+    for line in cells:
+        steps.add_row(*line)
+    console.print(steps)
 
 
-def markdown(header: str, rows: list[Row], steps: dict[str, float]) -> str:
-    lines = [header, "", "| " + " | ".join(COLUMNS) + " |",
-             "|" + "|".join("---:" if c in ("tasks", "seconds", "tasks/s") else "---" for c in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row.cells()) + " |" for row in rows]
-    lines += ["", "| pull step | seconds |", "|---|---:|"]
-    lines += [f"| {step} | {seconds:.2f} |" for step, seconds in steps.items()]
-    return "\n".join(lines)
+def markdown_table(columns: list[str], cells: list[list[str]], numeric: set[int]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---:" if i in numeric else "---" for i in range(len(columns))) + "|"]
+    return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in cells]
+
+
+def markdown(header: str, rows: list[Row], breakdown: Breakdown) -> str:
+    main_table = markdown_table(COLUMNS, [r.cells() for r in rows], {COLUMNS.index(c) for c in NUMERIC})
+    columns, cells = breakdown_cells(breakdown)
+    steps_table = markdown_table(columns, cells, set(range(1, len(columns))))
+    return "\n".join([header, "", *main_table, "", *steps_table])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     if port != args.port:
         console.print(f"port {args.port} is busy; using {port}")
     rows: list[Row] = []
+    breakdown: Breakdown = {}
     with tempfile.TemporaryDirectory(prefix="al-loop-bench-") as folder:
         server = LocalServer(Path(folder) / "labelstudio", port)
         try:
@@ -339,14 +381,14 @@ def main(argv: list[str] | None = None) -> int:
                       f"{args.tasks:,} tasks, {len(CLASSES)} classes, ~30 words each")
             console.print(header)
             console.print("push ...")
-            bench_push(conn, args.tasks, rows)
+            bench_push(conn, args.tasks, rows, breakdown)
             console.print("pull ...")
-            steps = bench_pull(conn, args.tasks, rows)
+            bench_pull(conn, args.tasks, rows, breakdown)
         finally:
             server.stop()
-    print_rich(header, rows, steps)
+    print_rich(header, rows, breakdown)
     print()
-    print(markdown(header, rows, steps))
+    print(markdown(header, rows, breakdown))
     return 0
 
 

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # the Data Manager's datetime filter accepts exactly this
 _OVERLAP = timedelta(seconds=5)
 _EXPORT_CHUNK = 500
+_PAGE = 5000
 
 
 class LabelStudioAnnotator:
@@ -124,40 +125,67 @@ class LabelStudioAnnotator:
     def pull(self, pending: Mapping[str, str | None], since: str | None = None) -> PullResult:
         if self.bots is not None:
             self.bots.answer(pending)
-        changed = self._changed_since(since)
-        result = PullResult(removed=self._deleted(pending), cursor=since)
+        if since is None:  # first pull: one export of every answered task
+            tasks = self._export(None)
+        else:  # later pulls: a cheap listing of what changed, then an export of just that
+            tasks = self._export([task_id for task_id, _ in self._changed_since(since)])
+        result = PullResult(cursor=since)
         problems: list[str] = []
-        for task in self._export([task_id for task_id, _ in changed]):
+        for task in tasks:
             self._read_task(task, pending, result, problems)
         if problems:
             raise ServiceError("annotations with a choice that is not in dataset.classes (fix them in Label "
                                "Studio, or the project's labeling config, then re-run): " + "; ".join(problems[:10]))
-        if changed:
-            result.cursor = max(updated for _, updated in changed)
+        stamps = [_stamp(task["updated_at"]) for task in tasks if task.get("updated_at")]
+        if stamps:
+            result.cursor = max([*stamps, since] if since else stamps)
+        answered = {a.example_id for a in result.annotations} | set(result.skipped) | set(result.removed)
+        result.removed += self._deleted({e: t for e, t in pending.items() if e not in answered})
         return result
 
-    def _changed_since(self, since: str | None) -> list[tuple[str, str]]:
-        items = []
-        if since is not None:
-            start = datetime.strptime(since, _TIME_FORMAT) - _OVERLAP
-            items.append(("filter:tasks:updated_at", "greater", "Datetime", start.strftime(_TIME_FORMAT)))
-        tasks = call(lambda: list(self.conn.client.tasks.list(
-            project=self.project_id, query=dm_filters(items), fields="all",
-            include="id,updated_at,total_annotations,cancelled_annotations", page_size=5000)),
-            self.conn.url, "list changed tasks")
-        return [(str(t.id), t.updated_at.strftime(_TIME_FORMAT)) for t in tasks
-                if (t.total_annotations or 0) + (t.cancelled_annotations or 0) > 0 and t.updated_at is not None]
-
-    def _export(self, task_ids: list[str]) -> list[dict[str, Any]]:
-        """Full tasks with annotations. Raw request: the SDK's download_sync sends `ids`, the server reads `ids[]`."""
-        exported: list[dict[str, Any]] = []
+    def _list_tasks(self, query: str, include: str, doing: str) -> list[dict[str, Any]]:
+        """All pages of a Data Manager listing, as plain dicts (skipping the SDK's model parsing: ~20% faster)."""
         http = self.conn.client._client_wrapper.httpx_client
-        for start in range(0, len(task_ids), _EXPORT_CHUNK):
-            chunk = task_ids[start:start + _EXPORT_CHUNK]
-            response = call(lambda c=chunk: http.request(
-                f"api/projects/{self.project_id}/export", method="GET",
-                params={"exportType": "JSON", "download_all_tasks": "true", "ids[]": c}),
-                self.conn.url, "export annotations")
+        tasks: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            response = call(lambda p=page: http.request("api/tasks/", method="GET", params={
+                "project": self.project_id, "fields": "all", "include": include, "query": query,
+                "page": p, "page_size": _PAGE}), self.conn.url, doing)
+            if response.status_code == 404 and page > 1:  # past the last page
+                return tasks
+            if response.status_code != 200:
+                raise ServiceError(f"Label Studio at {self.conn.url} failed to {doing} (HTTP {response.status_code}:"
+                                   f" {response.text[:200]})")
+            body = response.json()
+            batch = body.get("tasks", []) if isinstance(body, dict) else body
+            tasks += batch
+            if len(batch) < _PAGE or len(tasks) >= int(body.get("total", len(tasks))):
+                return tasks
+            page += 1
+
+    def _changed_since(self, since: str) -> list[tuple[str, str]]:
+        start = datetime.strptime(since, _TIME_FORMAT) - _OVERLAP
+        query = dm_filters([("filter:tasks:updated_at", "greater", "Datetime", start.strftime(_TIME_FORMAT))])
+        tasks = self._list_tasks(query, "id,updated_at,total_annotations,cancelled_annotations",
+                                 "list changed tasks")
+        return [(str(t["id"]), str(t["updated_at"])) for t in tasks
+                if (t.get("total_annotations") or 0) + (t.get("cancelled_annotations") or 0) > 0]
+
+    def _export(self, task_ids: list[str] | None) -> list[dict[str, Any]]:
+        """Answered tasks with their annotations: all of them (None), or these ids (in chunks of 500: the
+        server rejects query strings of 1,000 fields). Raw request, because the SDK's `download_sync` sends
+        `ids` where the server reads `ids[]`, and would silently export everything."""
+        http = self.conn.client._client_wrapper.httpx_client
+        chunks = [None] if task_ids is None else [task_ids[i:i + _EXPORT_CHUNK]
+                                                   for i in range(0, len(task_ids), _EXPORT_CHUNK)]
+        exported: list[dict[str, Any]] = []
+        for chunk in chunks:
+            params: dict[str, Any] = {"exportType": "JSON", "download_all_tasks": "false"}
+            if chunk is not None:
+                params["ids[]"] = chunk
+            response = call(lambda p=params: http.request(f"api/projects/{self.project_id}/export", method="GET",
+                                                          params=p), self.conn.url, "export annotations")
             if response.status_code != 200:
                 raise ServiceError(f"exporting annotations from project {self.project_id} on {self.conn.url} "
                                    f"failed (HTTP {response.status_code}): {response.text[:200]}")
@@ -165,14 +193,12 @@ class LabelStudioAnnotator:
         return exported
 
     def _deleted(self, pending: Mapping[str, str | None]) -> list[str]:
-        """Pending examples whose task no longer exists in the project."""
+        """Pending examples whose task no longer exists (checked over the id range of the unanswered ones)."""
         by_task = {int(t): e for e, t in pending.items() if t is not None and str(t).isdigit()}
         if not by_task:
             return []
         query = dm_filters([("filter:tasks:id", "in", "Number", {"min": min(by_task), "max": max(by_task)})])
-        present = call(lambda: {int(t.id) for t in self.conn.client.tasks.list(
-            project=self.project_id, query=query, fields="task_only", include="id", page_size=5000)},
-            self.conn.url, "check pending tasks")
+        present = {int(t["id"]) for t in self._list_tasks(query, "id", "check pending tasks")}
         return [e for t, e in by_task.items() if t not in present]
 
     def _read_task(self, task: dict[str, Any], pending: Mapping[str, str | None], result: PullResult,
@@ -217,3 +243,11 @@ def _choice(result: list[dict[str, Any]]) -> str | None:
             choices = (region.get("value") or {}).get("choices") or []
             return str(choices[0]) if choices else None
     return None
+
+
+def _stamp(value: str) -> str:
+    """A server timestamp in the cursor format ('2026-11-24T22:42:18.281203Z'; some have no fraction)."""
+    text = value.replace("+00:00", "Z")
+    if "." not in text:
+        text = text.replace("Z", ".000000Z")
+    return datetime.strptime(text, _TIME_FORMAT).strftime(_TIME_FORMAT)
