@@ -113,6 +113,32 @@ def compare(config: ConfigArg,
                   "--host 127.0.0.1", soft_wrap=True, highlight=False)
 
 
+@app.command()
+def benchmark(config: Annotated[Path, typer.Argument(help="Benchmark suite YAML, e.g. configs/benchmark.yaml")],
+              seeds: Annotated[int | None, typer.Option(help="Override the number of seeds.")] = None,
+              jobs: Annotated[int | None, typer.Option(help="Parallel worker processes (seeds in parallel).")] = None
+              ) -> None:
+    """Datasets x strategies x seeds in simulation against random: MLflow runs, a results table, plots."""
+    from rich.progress import Progress
+
+    try:
+        suite, configs = api.load_benchmark(config)
+        total = sum(len(suite.strategies) for _ in configs) * (seeds or suite.seeds)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("benchmark runs", total=total)
+
+            def done(run: api.SeedRun) -> None:
+                progress.update(task, advance=1, description=f"{run.dataset} {run.strategy} seed {run.seed}")
+
+            result = api.run_benchmark(config, seeds=seeds, n_jobs=jobs, on_done=done)
+    except AlLoopError as error:
+        raise _fail(error) from None
+    console.print(api.results_markdown(result.table), highlight=False, soft_wrap=True)
+    console.print(f"results: {result.folder / 'results.md'} and results.csv; plots: "
+                  f"{', '.join(str(p) for p in result.plots.values())}", soft_wrap=True, highlight=False)
+    console.print(f"MLflow parent run {result.parent_run_id} (experiment {suite.tracking.experiment})", highlight=False)
+
+
 def _rich_table(result: api.Comparison) -> Table:
     frame = result.table
     table = Table(title="strategies vs random", caption="AUBC: mean test accuracy over the budget. "

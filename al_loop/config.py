@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from al_loop.errors import ConfigError
 
-STRATEGIES = ("random", "least_confidence", "margin", "entropy")
-StrategyName = Literal["random", "least_confidence", "margin", "entropy"]
+STRATEGIES = ("random", "least_confidence", "margin", "entropy", "ranked_batch")
+StrategyName = Literal["random", "least_confidence", "margin", "entropy", "ranked_batch"]
 BUNDLED_DATASETS = ("digits", "breast_cancer", "wine")
 _ANNOTATOR_KINDS = ("simulated", "labelstudio")
 
@@ -329,8 +329,8 @@ def check_estimator(model: ModelConfig) -> type:
     return estimator_class
 
 
-def load_config(path: str | Path) -> Config:
-    """Read a YAML config, validate it, and resolve its paths; errors name the key at fault."""
+def read_yaml(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """The mapping in a YAML file and the folder its relative paths are resolved against."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -338,10 +338,22 @@ def load_config(path: str | Path) -> Config:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
-    config = _validate(data if data is not None else {}, source=str(path))
-    base = path.resolve().parent
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"invalid config ({path}): expected a mapping of keys at the top level")
+    return data or {}, path.resolve().parent
+
+
+def config_from_dict(data: dict[str, Any], base: Path, source: str) -> Config:
+    """Validate a config mapping and resolve its relative paths against `base`."""
+    config = _validate(data, source=source)
     config.dataset.path = _resolve(base, config.dataset.path, "dataset.path", must_exist=True)
     config.dataset.test_path = _resolve(base, config.dataset.test_path, "dataset.test_path", must_exist=True)
     config.output_dir = _resolve(base, config.output_dir, "output_dir", must_exist=False)
     check_estimator(config.model)
     return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML config, validate it, and resolve its paths; errors name the key at fault."""
+    data, base = read_yaml(path)
+    return config_from_dict(data, base, source=str(path))

@@ -59,7 +59,8 @@ OnRound = Callable[[RoundRecord], None]
 
 
 def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: Annotator | None = None,
-             parent_run_id: str | None = None, on_round: OnRound | None = None, wait: bool = True) -> LoopResult:
+             parent_run_id: str | None = None, on_round: OnRound | None = None, wait: bool = True,
+             extra_tags: dict[str, str] | None = None) -> LoopResult:
     """Run (or resume) the loop of a config until its budget, max rounds, or the pool runs out.
 
     With `wait=False`, return as soon as the loop would have to wait for annotators.
@@ -71,7 +72,8 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
         ledger.bind({"config_identity": config.identity(), "pool_fingerprint": workspace.fingerprint()})
         tracker = Tracker(config.tracking_uri, config.tracking.experiment)
         tags = {"strategy": config.loop.strategy, "dataset": config.dataset_label, "seed": str(config.seed),
-                "annotator": config.annotator.kind, "al_loop.version": __version__, "al_loop.run_dir": str(run_dir)}
+                "annotator": config.annotator.kind, "al_loop.version": __version__, "al_loop.run_dir": str(run_dir),
+                **(extra_tags or {})}
         run_id = tracker.run_for_ledger(ledger, config.run_name, tags, config.flat_params(), parent_run_id)
         try:
             loop = _Loop(config, workspace, ledger, tracker, run_id,
@@ -121,6 +123,7 @@ class _Loop:
         self.template = build_estimator(config.model, config.seed)
         self.has_eval_round = config.evaluation.size > 0
         self._cached: tuple[tuple[int, int], FittedModel] | None = None
+        self._select_seconds: dict[int, float] = {}  # measured in this process (a resumed round has none)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -159,6 +162,7 @@ class _Loop:
 
     def queue_next_round(self) -> RoundRecord:
         """Pick the next batch (the evaluation set, then the random initial set, then queries)."""
+        started = time.perf_counter()
         round_index = len(self.ledger.rounds())
         used = self.ledger.used_ids()
         available = np.array([row for row, e in enumerate(self.ws.splits.pool.ids) if e not in used])
@@ -179,9 +183,12 @@ class _Loop:
         if strategy in (EVALUATION_STRATEGY, INITIAL_STRATEGY):
             selection = select("random", None, size, rng, n_candidates=len(available))
         else:
-            model = self.model_for(self.ledger.labels())
-            proba = model.predict_proba(self.ws.x_pool[available])
-            selection = select(strategy, proba, size, rng)
+            labels = self.ledger.labels()
+            model = self.model_for(labels)
+            x_candidates = self.ws.x_pool[available]
+            proba = model.predict_proba(x_candidates)
+            x_labeled = self.ws.x_pool[self.ws.rows(list(labels))] if strategy == "ranked_batch" else None
+            selection = select(strategy, proba, size, rng, x_candidates=x_candidates, x_labeled=x_labeled)
         picks = []
         for rank, (row, score) in enumerate(zip(selection.rows, selection.scores, strict=True), start=1):
             guess = None if proba is None else int(proba[row].argmax())
@@ -191,6 +198,7 @@ class _Loop:
                               confidence=None if guess is None else float(proba[row, guess])))
         version = None if model is None else f"{self.config.run_name}/round-{round_index - 1}"
         self.ledger.queue_round(round_index, strategy, version, picks, purpose=purpose)
+        self._select_seconds[round_index] = time.perf_counter() - started
         return self.ledger.rounds()[-1]
 
     def push_unpushed(self) -> None:
@@ -259,7 +267,10 @@ class _Loop:
         picked = [r[0] for r in self.ledger.round_ambiguities(round_index) if r[0] is not None]
         if picked:
             metrics["pick_ambiguity"] = float(np.mean(picked))
-        metrics["round_seconds"] = time.perf_counter() - started
+        select_seconds = self._select_seconds.get(round_index)
+        if select_seconds is not None:
+            metrics["select_seconds"] = select_seconds
+        metrics["round_seconds"] = time.perf_counter() - started + (select_seconds or 0.0)
         self.ledger.finish_round(round_index, len(labels), metrics)
 
     def log(self, round_index: int) -> None:

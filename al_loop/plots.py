@@ -22,11 +22,11 @@ def plot_learning_curve(labels: Sequence[int], accuracy: Sequence[float], path: 
 
 def plot_mean_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], path: Path,
                      title: str, reference: float | None = None) -> Path:
-    """One line per strategy: mean accuracy over seeds, with a band of one standard deviation."""
+    """One line per strategy: mean accuracy over seeds, with a band of ± the given half-width."""
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for name, (steps, mean, std) in curves.items():
+    for name, (steps, mean, half_width) in curves.items():
         axes.plot(steps, mean, label=name)
-        axes.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        axes.fill_between(steps, mean - half_width, mean + half_width, alpha=0.2)
     if reference is not None:
         axes.axhline(reference, color="grey", linestyle="--", linewidth=1, label="full pool")
     axes.legend(loc="lower right")

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from modAL.batch import ranked_batch
 from modAL.uncertainty import _proba_entropy, _proba_margin, _proba_uncertainty
 
 from al_loop.config import STRATEGIES
@@ -25,6 +27,7 @@ def margin_ambiguity(proba: np.ndarray) -> np.ndarray:
 
 SCORERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "least_confidence": _proba_uncertainty,
+    "ranked_batch": _proba_uncertainty,  # modAL's uncertainty_batch_sampling ranks by least confidence
     "margin": margin_ambiguity,
     "entropy": _proba_entropy,
 }
@@ -66,8 +69,11 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def select(strategy: str, proba: np.ndarray | None, k: int, rng: np.random.Generator,
-           n_candidates: int | None = None) -> Selection:
-    """Pick k candidates, ranked. `proba` may be None only for `random` (e.g. before any model exists)."""
+           n_candidates: int | None = None, x_candidates: Any = None, x_labeled: Any = None) -> Selection:
+    """Pick k candidates, ranked. `proba` may be None only for `random` (e.g. before any model exists).
+
+    `ranked_batch` also needs the candidates' and the labeled rows' features (for distances).
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if proba is None and strategy != "random":
@@ -80,5 +86,24 @@ def select(strategy: str, proba: np.ndarray | None, k: int, rng: np.random.Gener
         scores = np.full(len(rows), np.nan) if proba is None else margin_ambiguity(proba[rows])
         return Selection(rows=rows, scores=scores)
     scores = ambiguity(strategy, proba)
-    rows = top_k(scores, k)
+    rows = ranked_batch_rows(scores, k, x_candidates, x_labeled) if strategy == "ranked_batch" else top_k(scores, k)
     return Selection(rows=rows, scores=scores[rows])
+
+
+@dataclass(frozen=True)
+class _Labeled:
+    """The two attributes modAL's ranked_batch reads from a learner (instead of an ActiveLearner)."""
+
+    X_training: Any
+    on_transformed: bool = False
+
+
+def ranked_batch_rows(uncertainty: np.ndarray, k: int, x_candidates: Any, x_labeled: Any) -> np.ndarray:
+    """modAL's ranked batch (Cardoso et al. 2017): uncertainty traded against distance to labeled and
+    already-picked rows. Costs candidates x labeled distances per pick: for pools of thousands, not millions."""
+    if x_candidates is None or x_labeled is None:
+        raise ValueError("ranked_batch needs the features of the candidates and of the labeled rows")
+    k = min(k, len(uncertainty))
+    picked, _ = ranked_batch(_Labeled(x_labeled), unlabeled=x_candidates, uncertainty_scores=uncertainty,
+                             n_instances=k, metric="euclidean", n_jobs=None)
+    return np.asarray(picked, dtype=np.int64).reshape(-1)
