@@ -71,8 +71,8 @@ def test_a_curve_that_never_reaches_the_target_has_no_speed_up() -> None:
 
 def test_ranked_batch_spreads_its_picks_where_top_k_does_not() -> None:
     # two tight clusters of equally ambiguous rows: top-k takes one cluster, ranked batch both
-    x = np.vstack([np.zeros((5, 2)) + [0, 0], np.zeros((5, 2)) + [10, 10], [[5, 5]]]) + \
-        np.random.default_rng(0).normal(0, 0.01, (11, 2))
+    x = np.vstack([np.full((5, 2), 0.0), np.full((5, 2), 10.0), [[5.0, 5.0]]])
+    x += np.random.default_rng(0).normal(0, 0.01, (11, 2))
     proba = np.array([[0.5, 0.5]] * 5 + [[0.55, 0.45]] * 5 + [[0.9, 0.1]])
     labeled = np.array([[5.0, 5.0]])
     top = select("least_confidence", proba, 2, np.random.default_rng(0)).rows
