@@ -246,17 +246,28 @@ def _bootstrap_speedup(mine: list[tuple[np.ndarray, np.ndarray]], base: list[tup
     """2.5 and 97.5 percentiles of random's labels / the strategy's labels to `target`, resampling seeds
     with replacement (the same seeds for both: the comparison stays paired). A resample where a curve never
     reaches the target counts as no speed-up measurable and is left out; None when most are."""
-    ratios = []
-    n = len(mine)
-    for _ in range(n_boot):
-        pick = rng.integers(0, n, n)
-        labels = _labels_to([mine[i] for i in pick], target)
-        base_labels = _labels_to([base[i] for i in pick], target)
-        if labels is not None and base_labels is not None:
-            ratios.append(base_labels / labels)
+    steps, stacked_mine = _aligned(mine)
+    base_steps, stacked_base = _aligned(base)
+    picks = rng.integers(0, len(mine), (n_boot, len(mine)))
+    labels = _first_reaching(steps, stacked_mine[picks].mean(axis=1), target)
+    base_labels = _first_reaching(base_steps, stacked_base[picks].mean(axis=1), target)
+    ratios = (base_labels / labels)[np.isfinite(labels) & np.isfinite(base_labels)]
     if len(ratios) < n_boot / 2:
         return None, None
     return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
+def _aligned(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Curves as one (seeds x steps) array on the steps they all have."""
+    steps, _, _ = mean_curve(curves)
+    return steps, np.array([[dict(zip(x.tolist(), y.tolist(), strict=True))[s] for s in steps] for x, y in curves])
+
+
+def _first_reaching(steps: np.ndarray, means: np.ndarray, target: float) -> np.ndarray:
+    """Per row of mean curves, the first step reaching the target (inf if none): labels_to_target, vectorized."""
+    reached = means >= target
+    first = reached.argmax(axis=1)
+    return np.where(reached.any(axis=1), steps[first], np.inf)
 
 
 # -- outputs ------------------------------------------------------------------------------------------
@@ -288,11 +299,10 @@ def results_markdown(table: pd.DataFrame) -> str:
     })
     for column in [c for c in table.columns if c.startswith("labels_to_")]:
         shown[f"labels→{column[10:-3]}%"] = [_fmt(v, "{:.0f}") for v in table[column]]
-    if "speedup_95pct" in table.columns:
-        shown["speed-up 95% [95% CI]"] = [
+    for column in [c for c in table.columns if c.startswith("speedup_") and c.endswith("pct")]:
+        shown[f"speed-up {column[8:-3]}% [95% CI]"] = [
             f"{_fmt(v, '{:.2f}x')} [{_fmt(lo, '{:.2f}')}, {_fmt(hi, '{:.2f}')}]"
-            for v, lo, hi in zip(table["speedup_95pct"], table["speedup_95pct_low"], table["speedup_95pct_high"],
-                                 strict=True)]
+            for v, lo, hi in zip(table[column], table[f"{column}_low"], table[f"{column}_high"], strict=True)]
     shown["s/round"] = [f"{s:.3f}" for s in table["seconds_per_round"]]
     return to_markdown(shown)
 
