@@ -251,7 +251,8 @@ def _bootstrap_speedup(mine: list[tuple[np.ndarray, np.ndarray]], base: list[tup
     picks = rng.integers(0, len(mine), (n_boot, len(mine)))
     labels = _first_reaching(steps, stacked_mine[picks].mean(axis=1), target)
     base_labels = _first_reaching(base_steps, stacked_base[picks].mean(axis=1), target)
-    ratios = (base_labels / labels)[np.isfinite(labels) & np.isfinite(base_labels)]
+    with np.errstate(invalid="ignore"):  # inf / inf where neither curve reaches the target: left out below
+        ratios = (base_labels / labels)[np.isfinite(labels) & np.isfinite(base_labels)]
     if len(ratios) < n_boot / 2:
         return None, None
     return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from al_loop.errors import ConfigError
 
-STRATEGIES = ("random", "least_confidence", "margin", "entropy", "ranked_batch")
-StrategyName = Literal["random", "least_confidence", "margin", "entropy", "ranked_batch"]
+STRATEGIES = ("random", "least_confidence", "margin", "entropy", "ranked_batch", "margin_diverse")
+StrategyName = Literal["random", "least_confidence", "margin", "entropy", "ranked_batch", "margin_diverse"]
 BUNDLED_DATASETS = ("digits", "breast_cancer", "wine")
 _ANNOTATOR_KINDS = ("simulated", "labelstudio")
 
@@ -80,6 +80,8 @@ class ModelConfig(_Strict):
 
     estimator: str = "sklearn.linear_model.LogisticRegression"
     params: dict[str, Any] = Field(default_factory=lambda: {"max_iter": 1000})
+    warm_start: bool = Field(False, description="refit from the previous round's model where the estimator "
+                                                "supports warm_start (faster; a resumed run refits from scratch)")
 
 
 class LoopConfig(_Strict):
@@ -164,6 +166,19 @@ class EvaluationConfig(_Strict):
     size: int = Field(0, ge=0, description="examples pushed first as evaluation tasks (0: off)")
 
 
+class ComputeConfig(_Strict):
+    """Where and how the pool is scored: in bounded-memory chunks locally, or on a Dask cluster."""
+
+    engine: Literal["local", "dask"] = "local"
+    scheduler: str | None = Field(None, description="Dask scheduler address (tcp://host:8786); "
+                                                    "null = a LocalCluster on this machine")
+    n_workers: int = Field(2, ge=1, description="workers of the LocalCluster")
+    chunk_rows: int = Field(65536, ge=1, description="pool rows scored at a time (bounds memory)")
+    store_features: bool = Field(True, description="keep the pool's features on disk under output_dir/features")
+    diversity_factor: int = Field(10, ge=1, description="margin_diverse: candidates = factor x batch size")
+    ranked_batch_max_pool: int = Field(20000, gt=0, description="refuse ranked_batch above this many candidates")
+
+
 class TrackingConfig(_Strict):
     """MLflow: where runs go. Default store: sqlite under the output folder."""
 
@@ -190,6 +205,7 @@ class Config(_Strict):
     annotator: SimulatedAnnotatorConfig | LabelStudioAnnotatorConfig = Field(
         default_factory=SimulatedAnnotatorConfig, discriminator="kind")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     seed: int = Field(0, ge=0)
@@ -234,6 +250,8 @@ class Config(_Strict):
             "annotator": self.annotator.kind,
             "noise": getattr(self.annotator, "noise", None),
             "evaluation": self.evaluation.model_dump(mode="json"),
+            "chunk_rows": self.compute.chunk_rows,
+            "diversity_factor": self.compute.diversity_factor,
             "seed": self.seed,
         }
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]

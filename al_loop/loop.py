@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.pipeline import Pipeline
@@ -23,11 +24,14 @@ from al_loop import __version__
 from al_loop.annotators.base import Annotator, TaskRequest
 from al_loop.annotators.factory import build_annotator
 from al_loop.config import Config, LabelStudioAnnotatorConfig
-from al_loop.errors import DataError, WaitTimeout
+from al_loop.distributed import connect as dask_connect
+from al_loop.distributed import top_candidates as dask_top_candidates
+from al_loop.errors import ConfigError, DataError, WaitTimeout
 from al_loop.ledger import Ledger, Pick, RoundRecord
 from al_loop.model import FittedModel, build_estimator, evaluate, fit
 from al_loop.plots import plot_learning_curve
-from al_loop.strategies import select
+from al_loop.scoring import DIVERSE, Ranked, farthest_first, top_candidates
+from al_loop.strategies import margin_ambiguity, select
 from al_loop.tracking import Tracker
 from al_loop.workspace import Workspace, prepare
 
@@ -78,7 +82,10 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
         try:
             loop = _Loop(config, workspace, ledger, tracker, run_id,
                          annotator or build_annotator(config, workspace, ledger), on_round)
-            reason, finished = loop.run(wait)
+            try:
+                reason, finished = loop.run(wait)
+            finally:
+                loop.close()
             if finished:
                 loop.finish(reason, run_dir)
         except BaseException as error:
@@ -124,6 +131,7 @@ class _Loop:
         self.has_eval_round = config.evaluation.size > 0
         self._cached: tuple[tuple[int, int], FittedModel] | None = None
         self._select_seconds: dict[int, float] = {}  # measured in this process (a resumed round has none)
+        self._dask: Any = None
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -165,7 +173,9 @@ class _Loop:
         started = time.perf_counter()
         round_index = len(self.ledger.rounds())
         used = self.ledger.used_ids()
-        available = np.array([row for row, e in enumerate(self.ws.splits.pool.ids) if e not in used])
+        taken = np.zeros(len(self.ws.splits.pool), dtype=bool)
+        taken[self.ws.rows(list(used))] = True
+        available = np.flatnonzero(~taken)
         # SeedSequence([seed, round]) gives each round its own stream: a resumed round draws the same
         # picks, and for one seed every strategy starts from the same initial set (paired comparison).
         rng = np.random.default_rng([self.config.seed, round_index])
@@ -180,26 +190,71 @@ class _Loop:
         if purpose == "train" and self.config.loop.budget is not None:
             size = min(size, self.config.loop.budget - self.ledger.used_count())
         size = min(size, len(available))
-        if strategy in (EVALUATION_STRATEGY, INITIAL_STRATEGY):
-            selection = select("random", None, size, rng, n_candidates=len(available))
-        else:
-            labels = self.ledger.labels()
-            model = self.model_for(labels)
-            x_candidates = self.ws.x_pool[available]
-            proba = model.predict_proba(x_candidates)
-            x_labeled = self.ws.x_pool[self.ws.rows(list(labels))] if strategy == "ranked_batch" else None
-            selection = select(strategy, proba, size, rng, x_candidates=x_candidates, x_labeled=x_labeled)
+        if strategy not in (EVALUATION_STRATEGY, INITIAL_STRATEGY):
+            model = self.model_for(self.ledger.labels())
+        rows, scores = self.pick_rows(strategy, model, available, size, rng)
+        proba = None if model is None or len(rows) == 0 else model.predict_proba(self.ws.x_pool[rows])
+        if strategy == "random" and proba is not None:
+            scores = margin_ambiguity(proba)  # random does not score: report the margin ambiguity of its picks
         picks = []
-        for rank, (row, score) in enumerate(zip(selection.rows, selection.scores, strict=True), start=1):
-            guess = None if proba is None else int(proba[row].argmax())
-            picks.append(Pick(example_id=str(self.ws.splits.pool.ids[available[row]]), rank=rank,
+        for rank, (row, score) in enumerate(zip(rows, scores, strict=True), start=1):
+            guess = None if proba is None else int(proba[rank - 1].argmax())
+            picks.append(Pick(example_id=str(self.ws.splits.pool.ids[row]), rank=rank,
                               ambiguity=None if np.isnan(score) else float(score),
                               predicted_label=None if guess is None else self.ws.classes[guess],
-                              confidence=None if guess is None else float(proba[row, guess])))
+                              confidence=None if guess is None else float(proba[rank - 1, guess])))
         version = None if model is None else f"{self.config.run_name}/round-{round_index - 1}"
         self.ledger.queue_round(round_index, strategy, version, picks, purpose=purpose)
         self._select_seconds[round_index] = time.perf_counter() - started
         return self.ledger.rounds()[-1]
+
+    def pick_rows(self, strategy: str, model: FittedModel | None, available: np.ndarray, size: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Pool rows to label, most ambiguous first, and their scores (NaN where nothing was scored).
+
+        Uncertainty strategies score the pool in chunks with a running top-k (locally or on Dask), so
+        memory does not grow with pool x classes; margin_diverse then spreads k picks among the
+        diversity_factor x k most ambiguous; ranked_batch (modAL) needs the candidates in memory.
+        """
+        compute = self.config.compute
+        if strategy in (EVALUATION_STRATEGY, INITIAL_STRATEGY, "random") or model is None:
+            rows = available[rng.permutation(len(available))[:size]]
+            return rows, np.full(len(rows), np.nan)
+        if strategy == "ranked_batch":
+            if len(available) > compute.ranked_batch_max_pool:
+                raise ConfigError(f"ranked_batch computes candidates x labeled distances; {len(available)} "
+                                  f"candidates exceed compute.ranked_batch_max_pool ({compute.ranked_batch_max_pool})."
+                                  " Use margin_diverse for large pools")
+            labels = self.ledger.labels()
+            x_candidates = self.ws.x_pool[available]
+            selection = select(strategy, model.predict_proba(x_candidates), size, rng, x_candidates=x_candidates,
+                               x_labeled=self.ws.x_pool[self.ws.rows(list(labels))])
+            return available[selection.rows], selection.scores
+        diverse = strategy == DIVERSE
+        k = size * compute.diversity_factor if diverse else size
+        top = self.top_candidates(model, available, "margin" if diverse else strategy, k)
+        if diverse:
+            top = farthest_first(self.ws.x_pool, top, size)
+        return top.rows, top.scores
+
+    def top_candidates(self, model: FittedModel, available: np.ndarray, strategy: str, k: int) -> Ranked:
+        compute = self.config.compute
+        if compute.engine == "dask":
+            if self.ws.features_path is None:
+                raise ConfigError("compute.engine: dask reads the stored features; set compute.store_features: true")
+            if self._dask is None:
+                self._dask = dask_connect(compute.scheduler, compute.n_workers)
+            return dask_top_candidates(self._dask, self.ws.features_path, self.ws.x_pool.shape[0], available, model,
+                                       strategy, k, compute.chunk_rows)
+        return top_candidates(model, self.ws.x_pool, available, strategy, k, compute.chunk_rows)
+
+    def close(self) -> None:
+        if self._dask is not None:
+            cluster = getattr(self._dask, "cluster", None)
+            self._dask.close()
+            if cluster is not None and self.config.compute.scheduler is None:
+                cluster.close()
+            self._dask = None
 
     def push_unpushed(self) -> None:
         """Push queued examples that have no task yet (all of a new round, or the rest after a crash)."""
@@ -286,8 +341,10 @@ class _Loop:
         key = (len(labels), hash(tuple(labels.items())))
         if self._cached is None or self._cached[0] != key:
             ids = list(labels)
-            model = fit(self.template, self.ws.x_pool[self.ws.rows(ids)], np.array(list(labels.values())),
-                        self.ws.classes)
+            previous = self._cached[1] if self._cached is not None and self.config.model.warm_start else None
+            model = fit(self.template, self.ws.x_pool[np.sort(self.ws.rows(ids))],
+                        np.array([labels[i] for i in sorted(ids, key=self.ws.row_of.__getitem__)]),
+                        self.ws.classes, previous=previous)
             self._cached = (key, model)
         return self._cached[1]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import warnings
@@ -43,17 +44,32 @@ class FittedModel:
         return proba
 
 
-def fit(template: ClassifierMixin, x: Any, labels: np.ndarray, classes: list[str]) -> FittedModel:
-    """Fit a clone of the template; with a single class seen so far, a prior (constant) model stands in."""
+def fit(template: ClassifierMixin, x: Any, labels: np.ndarray, classes: list[str],
+        previous: FittedModel | None = None) -> FittedModel:
+    """Fit a clone of the template; with a single class seen so far, a prior (constant) model stands in.
+
+    With `previous` (warm start), refit that model from where it stopped, if the estimator supports
+    `warm_start` and no new class appeared; otherwise start from scratch.
+    """
     labels = np.asarray(labels, dtype=object).astype(str)
     if len(set(labels)) < 2:
         estimator = DummyClassifier(strategy="prior").fit(np.zeros((len(labels), 1)), labels)
         return FittedModel(_ConstantInput(estimator), classes)
     estimator = clone(template)
+    if previous is not None and _can_warm_start(previous.estimator, labels):
+        estimator = copy.deepcopy(previous.estimator)
+        estimator.set_params(warm_start=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         estimator.fit(x, labels)
     return FittedModel(estimator, classes)
+
+
+def _can_warm_start(estimator: Any, labels: np.ndarray) -> bool:
+    """The estimator has a warm_start parameter and was fitted on exactly these classes."""
+    if not hasattr(estimator, "get_params") or "warm_start" not in estimator.get_params():
+        return False
+    return set(map(str, estimator.classes_)) == set(labels)
 
 
 class _ConstantInput:

@@ -28,6 +28,7 @@ def margin_ambiguity(proba: np.ndarray) -> np.ndarray:
 SCORERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "least_confidence": _proba_uncertainty,
     "ranked_batch": _proba_uncertainty,  # modAL's uncertainty_batch_sampling ranks by least confidence
+    "margin_diverse": margin_ambiguity,  # then spread out (al_loop.scoring.farthest_first)
     "margin": margin_ambiguity,
     "entropy": _proba_entropy,
 }

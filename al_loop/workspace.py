@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from sklearn.compose import ColumnTransformer
 from al_loop.config import Config
 from al_loop.data import Splits, featurize, load_splits
 from al_loop.errors import DataError
+from al_loop.features import cached, store_key
 
 
 @dataclass
@@ -22,6 +24,7 @@ class Workspace:
     featurizer: ColumnTransformer
     x_pool: Any
     x_test: Any | None
+    features_path: Path | None = None  # the pool's stored features (for Dask workers)
     row_of: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -48,11 +51,22 @@ class Workspace:
 
 
 def prepare(config: Config) -> Workspace:
-    """Load, validate and featurize the data of a config."""
+    """Load and validate the data of a config; featurize it, or read the features stored by an earlier run."""
     splits = load_splits(config.dataset, config.seed)
-    try:
-        featurizer, x_pool, x_test = featurize(splits, config.dataset, config.features)
-    except ValueError as error:  # e.g. TF-IDF "empty vocabulary" after min_df / stop words
-        raise DataError(f"cannot featurize the pool: {error}; check the text column and features.min_df / "
-                        "features.stop_words") from None
-    return Workspace(splits=splits, featurizer=featurizer, x_pool=x_pool, x_test=x_test)
+
+    def compute() -> tuple[Any, Any, Any]:
+        try:
+            return featurize(splits, config.dataset, config.features)
+        except ValueError as error:  # e.g. TF-IDF "empty vocabulary" after min_df / stop words
+            raise DataError(f"cannot featurize the pool: {error}; check the text column and features.min_df / "
+                            "features.stop_words") from None
+
+    if not config.compute.store_features:
+        featurizer, x_pool, x_test = compute()
+        return Workspace(splits=splits, featurizer=featurizer, x_pool=x_pool, x_test=x_test)
+    dataset = config.dataset.model_dump(mode="json")
+    key = store_key({"dataset": dataset, "features": config.features.model_dump(mode="json"),
+                     "split_seed": config.seed if config.dataset.test_path is None else None},
+                    [config.dataset.path, config.dataset.test_path])
+    (featurizer, x_pool, x_test), path = cached(config.output_dir / "features" / key, compute)
+    return Workspace(splits=splits, featurizer=featurizer, x_pool=x_pool, x_test=x_test, features_path=path)

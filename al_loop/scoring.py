@@ -1,0 +1,97 @@
+"""Bounded-memory selection over a large pool: score the candidates chunk by chunk, keep a running top-k.
+
+Peak memory is one chunk of probabilities (chunk_rows x classes) plus the k best, whatever the pool size;
+the feature matrix may be a memory-mapped file. The same chunk function runs locally and on Dask workers
+(al_loop.distributed), and both merge with one total order (score descending, pool row ascending), so the
+picks are identical for the same model and chunking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from al_loop.strategies import ambiguity
+
+DIVERSE = "margin_diverse"
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Pool rows, most ambiguous first, with their scores."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+
+    @staticmethod
+    def empty() -> Ranked:
+        return Ranked(np.empty(0, dtype=np.int64), np.empty(0, dtype=float))
+
+
+def merge(first: Ranked, second: Ranked, k: int) -> Ranked:
+    """The k best of two ranked sets: score descending, ties to the lower pool row."""
+    rows = np.concatenate([first.rows, second.rows])
+    scores = np.concatenate([first.scores, second.scores])
+    order = np.lexsort((rows, -scores))[:k]
+    return Ranked(rows[order], scores[order])
+
+
+def chunk_top(model: Any, x_chunk: Any, rows: np.ndarray, strategy: str, k: int) -> Ranked:
+    """Score one chunk (rows = their pool positions) and keep its k best."""
+    if len(rows) == 0:
+        return Ranked.empty()
+    scores = ambiguity(strategy, model.predict_proba(x_chunk))
+    if len(rows) > k:
+        keep = np.argpartition(-scores, k - 1)[:k]
+        threshold = scores[keep].min()
+        keep = np.flatnonzero(scores >= threshold)  # every row tied with the k-th, for a deterministic cut
+    else:
+        keep = np.arange(len(rows))
+    return merge(Ranked(rows[keep], scores[keep]), Ranked.empty(), k)
+
+
+def chunks(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """Fixed chunk boundaries over the pool (the same locally and on Dask: scores stay bit-identical)."""
+    return [(start, min(start + chunk_rows, n_rows)) for start in range(0, n_rows, chunk_rows)]
+
+
+def top_candidates(model: Any, x: Any, available: np.ndarray, strategy: str, k: int, chunk_rows: int) -> Ranked:
+    """The k most ambiguous of the available pool rows (sorted ascending), scored chunk by chunk."""
+    best = Ranked.empty()
+    for start, stop in chunks(x.shape[0], chunk_rows):
+        low, high = np.searchsorted(available, [start, stop])
+        rows = available[low:high]
+        if len(rows) == 0:
+            continue
+        x_chunk = x[rows] if len(rows) < stop - start else x[start:stop]
+        best = merge(best, chunk_top(model, x_chunk, rows, strategy, k), k)
+    return best
+
+
+def farthest_first(x: Any, ranked: Ranked, k: int) -> Ranked:
+    """k spread-out rows among ranked candidates: k-center greedy (farthest-first traversal) in feature space,
+    starting from the most ambiguous; distance ties go to the more ambiguous. O(M k) distances for M candidates,
+    never M x M or pool x labeled."""
+    m = len(ranked.rows)
+    if m <= k:
+        return ranked
+    points = _dense(x[ranked.rows])
+    chosen = [0]
+    nearest = _distances(points, points[0])
+    for _ in range(1, k):
+        nearest[chosen] = -np.inf
+        best = int(np.argmax(nearest))  # argmax takes the first maximum: the more ambiguous candidate
+        chosen.append(best)
+        nearest = np.minimum(nearest, _distances(points, points[best]))
+    picked = np.array(chosen)
+    return Ranked(ranked.rows[picked], ranked.scores[picked])
+
+
+def _dense(block: Any) -> np.ndarray:
+    return np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=float)
+
+
+def _distances(points: np.ndarray, center: np.ndarray) -> np.ndarray:
+    return np.sqrt(((points - center) ** 2).sum(axis=1))
