@@ -103,5 +103,5 @@ def test_dask_local_cluster_gives_the_same_picks_as_the_local_path(write_config,
 def test_an_unreachable_scheduler_is_a_clear_error(write_config) -> None:
     from al_loop.distributed import DaskError, connect
 
-    with pytest.raises(DaskError, match="cannot reach the Dask scheduler tcp://127.0.0.1:9"):
+    with pytest.raises(DaskError, match=r"cannot reach the Dask scheduler tcp://127\.0\.0\.1:9"):
         connect("tcp://127.0.0.1:9", 1, timeout="2s")
