@@ -243,18 +243,27 @@ class Config(_Strict):
         keep = {
             "dataset": self.dataset.model_dump(mode="json"),
             "features": self.features.model_dump(mode="json"),
-            "model": self.model.model_dump(mode="json"),
+            "model": self.model.model_dump(mode="json", exclude={"warm_start"}),
             "strategy": self.loop.strategy,
             "batch_size": self.loop.batch_size,
             "initial_size": self.loop.initial_size,
-            "annotator": self.annotator.kind,
-            "noise": getattr(self.annotator, "noise", None),
-            "evaluation": self.evaluation.model_dump(mode="json"),
-            "chunk_rows": self.compute.chunk_rows,
-            "diversity_factor": self.compute.diversity_factor,
+            "annotator": self._annotator_identity(),
             "seed": self.seed,
         }
+        # Settings added in later versions count only when they differ from their default, so a ledger
+        # started by an earlier version still resumes after an upgrade.
+        later = {"evaluation": (self.evaluation.size, 0), "warm_start": (self.model.warm_start, False),
+                 "chunk_rows": (self.compute.chunk_rows, 65536),
+                 "diversity_factor": (self.compute.diversity_factor, 10)}
+        keep |= {key: value for key, (value, default) in later.items() if value != default}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _annotator_identity(self) -> dict[str, Any]:
+        """What of the annotator decides the labels: the simulated noise, or the bots' settings."""
+        if isinstance(self.annotator, SimulatedAnnotatorConfig):
+            return self.annotator.model_dump(mode="json")
+        bots = self.annotator.simulate
+        return {"kind": self.annotator.kind, "simulate": None if bots is None else bots.model_dump(mode="json")}
 
     def with_overrides(self, *, strategy: str | None = None, seed: int | None = None) -> Config:
         """A copy with the strategy and/or seed replaced (validated like the file)."""

@@ -90,3 +90,11 @@ def test_flat_params_never_carry_secrets(tmp_path: Path) -> None:
     assert params["dataset.name"] == "digits"
     assert "s3cr3t" not in " ".join(params.values())
     assert params["tracking.uri"] == "postgresql://***@127.0.0.1/mlflow"
+
+
+def test_identity_is_stable_across_versions_for_default_settings(tmp_path: Path) -> None:
+    """A ledger started before evaluation sets, warm start and chunking existed must still resume."""
+    config = load_config(_write(tmp_path, {"dataset": {"name": "digits"}}))
+    assert config.identity() == "aeb30f3bb3b46b80"  # what al-loop computed at commit aadcebc (issue 2)
+    changed = config.model_copy(update={"compute": config.compute.model_copy(update={"chunk_rows": 100})})
+    assert changed.identity() != config.identity(), "a chunking that can change the picks changes the identity"
