@@ -7,6 +7,7 @@ run), so a loop, a comparison and a notebook never log somewhere surprising.
 from __future__ import annotations
 
 from pathlib import Path
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -35,7 +36,7 @@ class Tracker:
                 self.client.restore_experiment(found.experiment_id)
             return found.experiment_id
         try:
-            return self.client.create_experiment(name)
+            return self.client.create_experiment(name, artifact_location=_artifact_location(self.tracking_uri))
         except MlflowException:  # created meanwhile by another process
             found = self.client.get_experiment_by_name(name)
             if found is None:
@@ -104,6 +105,14 @@ class Tracker:
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+
+
+def _artifact_location(tracking_uri: str) -> str | None:
+    """For a sqlite store, artifacts go beside the database (MLflow's default is ./mlruns in the working
+    directory, which would put them in whatever folder the command ran from). Other stores keep their default."""
+    if tracking_uri.startswith("sqlite:///"):
+        return (Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    return None
 
 
 def _requirements() -> list[str]:

@@ -197,3 +197,19 @@ def test_compare_logs_a_parent_with_a_child_per_strategy_and_seed(write_config, 
     # initial sets are paired: same seed, same first 20 picks for every strategy
     first = {s: _picks(result.folder / f"{s}-seed0")[:20] for s in ("margin", "random")}
     assert first["margin"] == first["random"]
+
+
+def test_artifacts_go_beside_the_tracking_store_not_into_the_working_directory(write_config, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch
+                                                                               ) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    config = load_config(write_config(tracking={"uri": f"sqlite:///{store / 'mlflow.db'}", "experiment": "where"},
+                                      loop={"budget": 30}))
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    result = run_loop(config)
+    uri = MlflowClient(f"sqlite:///{store / 'mlflow.db'}").get_run(result.run_id).info.artifact_uri
+    assert uri.startswith((store / "mlartifacts").as_uri())
+    assert (store / "mlartifacts").is_dir() and not (workdir / "mlruns").exists()
