@@ -7,7 +7,6 @@ run), so a loop, a comparison and a notebook never log somewhere surprising.
 from __future__ import annotations
 
 from pathlib import Path
-from pathlib import Path
 from typing import Any
 
 import mlflow
