@@ -315,23 +315,13 @@ def _fmt(value: Any, pattern: str) -> str:
 
 
 def _parent_run(tracker: Tracker, folder: Path, suite: BenchmarkConfig) -> str:
-    marker = folder / "parent_run_id"
-    if marker.exists():
-        run_id = marker.read_text().strip()
-        try:
-            tracker.client.get_run(run_id)
-            return run_id
-        except Exception:  # the store was wiped: start a new parent
-            pass
     digest = hashlib.sha256(json.dumps(suite.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:10]
-    run_id = tracker.start_run(
-        f"benchmark-{suite.id}",
+    return tracker.parent_run(
+        folder / "parent_run_id", f"benchmark-{suite.id}",
         tags={"al_loop.kind": "benchmark", "benchmark_id": suite.id, "al_loop.version": __version__,
               "datasets": ",".join(d.name for d in suite.datasets), "strategies": ",".join(suite.strategies)},
         params={"seeds": str(suite.seeds), "targets": json.dumps(suite.targets), "bootstrap": str(suite.bootstrap),
                 "suite_hash": digest})
-    marker.write_text(run_id)
-    return run_id
 
 
 def _log_parent(tracker: Tracker, run_id: str, folder: Path, table: pd.DataFrame, plots: dict[str, Path],

@@ -135,21 +135,11 @@ def _pct(target: float) -> str:
 
 
 def _parent_run(tracker: Tracker, folder: Path, config: Config, names: list[str], seeds: list[int]) -> str:
-    marker = folder / "parent_run_id"
-    if marker.exists():
-        run_id = marker.read_text().strip()
-        try:
-            tracker.client.get_run(run_id)
-            return run_id
-        except Exception:  # the store was wiped: start a new parent
-            pass
-    run_id = tracker.start_run(
-        f"compare-{config.dataset_label}",
+    return tracker.parent_run(
+        folder / "parent_run_id", f"compare-{config.dataset_label}",
         tags={"dataset": config.dataset_label, "al_loop.kind": "compare", "strategies": ",".join(names),
               "seeds": ",".join(map(str, seeds)), "al_loop.version": __version__},
         params=config.flat_params() | {"compare.strategies": ",".join(names), "compare.seeds": str(len(seeds))})
-    marker.write_text(run_id)
-    return run_id
 
 
 def to_markdown(table: pd.DataFrame) -> str:

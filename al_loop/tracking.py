@@ -55,6 +55,19 @@ class Tracker:
             self.client.log_batch(run_id, params=items[start:start + _MAX_PARAMS_PER_BATCH])
         return run_id
 
+    def parent_run(self, marker: Path, run_name: str, tags: dict[str, str], params: dict[str, str]) -> str:
+        """The parent run whose id is kept in the `marker` file (resumed), or a new one recorded there."""
+        if marker.exists():
+            run_id = marker.read_text().strip()
+            try:
+                self.client.get_run(run_id)
+                return run_id
+            except MlflowException:  # the store was wiped: start a new parent
+                pass
+        run_id = self.start_run(run_name, tags, params)
+        marker.write_text(run_id)
+        return run_id
+
     def run_for_ledger(self, ledger: Ledger, run_name: str, tags: dict[str, str], params: dict[str, str],
                        parent_run_id: str | None = None) -> str:
         """The run recorded in the ledger (resumed), or a new one recorded there at once."""
