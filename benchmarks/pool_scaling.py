@@ -9,9 +9,11 @@ al_loop.model.fit on 1,000 random labeled rows; k = 10 picks; `available` = ever
 
 Each method runs ONE selection round in a fresh subprocess (peak memory starts clean). The subprocess loads
 the model and the features first (untimed), then measures the selection only: seconds with time.perf_counter,
-and the peak RSS (resource.getrusage ru_maxrss, the high-water mark reset through /proc/self/clear_refs right
-before the round) minus the RSS right before the round. The ratio peak/array divides that by the pool's own
-feature array (N x 100 x 8 bytes). MB = 10^6 bytes. Methods:
+and the peak RSS minus the RSS right before the round. The peak is the process's high-water mark VmHWM, reset
+through /proc/self/clear_refs right before the round: resource.getrusage's ru_maxrss is not usable in a child
+process on Linux, it starts at the parent's peak (see _peak_kb); it is the fallback when the reset is refused.
+The ratio peak/array divides the peak over baseline by the pool's own feature array (N x 100 x 8 bytes).
+MB = 10^6 bytes. The pool file is read from the page cache (it was just written). Methods:
 
   a  al-loop margin, local: np.load(mmap_mode="r"), scoring.top_candidates(chunk_rows=65536)
   b  al-loop margin on a 2-worker Dask LocalCluster (distributed.connect(None, 2), workers read the .npy):
@@ -90,7 +92,7 @@ def _status_kb(field_name: str) -> int:
 
 
 def _reset_peak() -> bool:
-    """Reset the peak-RSS high-water mark to the current RSS (Linux >= 4.0), so ru_maxrss covers the round only."""
+    """Reset the peak-RSS high-water mark (VmHWM) to the current RSS (Linux >= 4.0): the peak covers the round."""
     try:
         with open("/proc/self/clear_refs", "w") as refs:
             refs.write("5")
@@ -133,14 +135,26 @@ class _Learner:
         return self.estimator.predict_proba(x, **kwargs)
 
 
+def _peak_kb(reset: bool) -> int:
+    """The process's peak RSS in KB since the last reset.
+
+    resource.getrusage(RUSAGE_SELF).ru_maxrss is max(VmHWM, the signal-level maxrss), and Linux seeds the latter
+    at execve with the peak of the pre-exec memory, i.e. of the PARENT (checked: a child of a 1 GB parent reports
+    ru_maxrss 1 GB with VmHWM 13 MB); clear_refs does not reset it. So the process's own high-water mark VmHWM is
+    read when the reset worked, ru_maxrss otherwise.
+    """
+    return _status_kb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _worker_rss() -> dict[str, int]:
-    """Run on each Dask worker: its peak RSS (KB) and current RSS parts."""
-    return {"maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "rss": _status_kb("VmRSS"),
-            "anon": _status_kb("RssAnon"), "file": _status_kb("RssFile")}
+    """Run on each Dask worker: its peak RSS since the reset (KB) and its current RSS parts."""
+    return {"peak": _status_kb("VmHWM"), "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            "rss": _status_kb("VmRSS"), "anon": _status_kb("RssAnon"), "file": _status_kb("RssFile")}
 
 
 def _worker_reset() -> dict[str, int]:
-    _reset_peak()
+    if not _reset_peak():
+        raise OSError("cannot reset the peak RSS (/proc/self/clear_refs) on a Dask worker")
     return _worker_rss()
 
 
@@ -198,13 +212,14 @@ def measure(method: str, folder: Path) -> dict[str, Any]:
         else:
             raise ValueError(f"unknown method {method!r}")
         seconds = time.perf_counter() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = _peak_kb(out["peak_reset"])
+    out["ru_maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # for the record, see _peak_kb
     out.update(seconds=seconds, rows=[int(r) for r in rows], driver_delta_kb=max(0, peak_kb - baseline_kb),
                baseline_kb=baseline_kb, anon_delta_kb=max(0, anon.peak_kb - anon_baseline_kb),
                file_end_kb=_status_kb("RssFile"))
     if client is not None:
         workers = list(client.run(_worker_rss).values())
-        out["workers_peak_kb"] = sum(w["maxrss"] for w in workers)
+        out["workers_peak_kb"] = sum(w["peak"] for w in workers)
         out["workers_file_kb"] = sum(w["file"] for w in workers)
         start = time.perf_counter()  # a second, warm round: the model is shipped again, imports are done
         distributed.top_candidates(client, features, n_rows, available, model, "margin", K, CHUNK_ROWS)
@@ -328,7 +343,7 @@ def run_method(method: str, size: int, folder: Path, quiet: Quiet) -> Row:
     else:
         notes.append(f"anon +{_mb(raw['anon_delta_kb'] * 1024.0)}, file-backed {_mb(raw['file_end_kb'] * 1024.0)}")
     if not raw.get("peak_reset", True):
-        notes.append("peak not reset (clear_refs refused)")
+        notes.append("peak = ru_maxrss, not reset (clear_refs refused): may include the parent's peak")
     if busy:
         notes.append("measured while another job ran")
     row.note = "; ".join(notes)
@@ -439,8 +454,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="pool sizes, comma-separated")
     parser.add_argument("--out", type=Path, default=None, help="folder for the pools (kept); default: temporary")
-    parser.add_argument("--measure", choices=sorted(METHODS), help=argparse.SUPPRESS)  # subprocess mode
+    parser.add_argument("--measure", choices=sorted(METHODS), help=argparse.SUPPRESS)  # subprocess modes
+    parser.add_argument("--make-pool", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.make_pool:
+        make_pool(args.make_pool, args.out)
+        return
     if args.measure:
         print("RESULT " + json.dumps(measure(args.measure, args.out)), flush=True)
         return
@@ -459,7 +478,9 @@ def main() -> None:
             folder = root / f"pool_{size}"
             folder.mkdir(exist_ok=True)
             start = time.perf_counter()
-            make_pool(size, folder)
+            # in a subprocess: this process stays small (its peak would leak into the children's ru_maxrss)
+            subprocess.run([sys.executable, str(Path(__file__).resolve()), "--make-pool", str(size), "--out",
+                            str(folder)], check=True)
             print(f"[{size:,}] pool written ({size * N_FEATURES * 8 / 1e6:,.0f} MB) and model fitted in "
                   f"{time.perf_counter() - start:.1f} s", flush=True)
             for method in ORDER:
