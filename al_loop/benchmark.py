@@ -105,6 +105,9 @@ class BenchmarkResult:
 def load_benchmark(path: str | Path) -> tuple[BenchmarkConfig, dict[str, Config]]:
     """Read a benchmark YAML; returns the suite and one loop config per dataset (seed set per run)."""
     data, base = read_yaml(path)
+    if "dataset" in data and "datasets" not in data:
+        raise ConfigError(f"{path} is a loop config (it has `dataset`); al-loop benchmark expects a suite with a "
+                          "`datasets` list, like configs/benchmark.yaml. For one config use al-loop compare")
     try:
         suite = BenchmarkConfig.model_validate(data)
     except ValidationError as error:

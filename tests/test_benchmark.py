@@ -95,6 +95,11 @@ def test_a_suite_must_include_random_and_known_strategies(tmp_path: Path) -> Non
         load_benchmark(path)
 
 
+def test_a_loop_config_given_to_the_benchmark_gets_a_hint() -> None:
+    with pytest.raises(ConfigError, match="is a loop config"):
+        load_benchmark(REPO / "configs" / "quickstart.yaml")
+
+
 def test_the_shipped_suite_loads() -> None:
     suite, configs = load_benchmark(REPO / "configs" / "benchmark.yaml")
     assert suite.seeds >= 10 and set(configs) == {"newsgroups6", "digits", "breast_cancer"}
