@@ -179,6 +179,32 @@ class ComputeConfig(_Strict):
     ranked_batch_max_pool: int = Field(20000, gt=0, description="refuse ranked_batch above this many candidates")
 
 
+class RoutingConfig(_Strict):
+    """Confidence routing: auto-accept predictions with confidence >= hi, send the rest to people."""
+
+    hi: float | None = Field(None, gt=0, le=1, description="fixed threshold; null = calibrated for epsilon")
+    epsilon: float = Field(0.02, gt=0, lt=1, description="target error rate among auto-accepted items")
+    confidence_level: float = Field(0.95, gt=0.5, lt=1, description="confidence of the Clopper-Pearson bound")
+
+
+class CostsConfig(_Strict):
+    """What a human label and an undetected error cost, and what an accuracy point is worth (break-even)."""
+
+    per_label: float = Field(1.0, ge=0)
+    per_error: float = Field(10.0, ge=0)
+    per_accuracy_point: float | None = Field(None, ge=0, description="value of +1 point of accuracy; "
+                                                                      "needed by the break_even stop rule")
+
+
+class StoppingConfig(_Strict):
+    """When to stop: the budget (always), or stabilizing predictions, or break-even."""
+
+    rule: Literal["budget", "stabilizing", "break_even"] = "budget"
+    stop_set_size: int = Field(1000, gt=0, description="fixed pool sample for stabilizing predictions")
+    kappa: float = Field(0.99, gt=0, le=1)
+    window: int = Field(3, ge=1)
+
+
 class TrackingConfig(_Strict):
     """MLflow: where runs go. Default store: sqlite under the output folder."""
 
@@ -206,6 +232,16 @@ class Config(_Strict):
         default_factory=SimulatedAnnotatorConfig, discriminator="kind")
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    costs: CostsConfig = Field(default_factory=CostsConfig)
+    stopping: StoppingConfig = Field(default_factory=StoppingConfig)
+
+    @model_validator(mode="after")
+    def _break_even_needs_a_value(self) -> Config:
+        if self.stopping.rule == "break_even" and self.costs.per_accuracy_point is None:
+            raise ValueError("stopping.rule: break_even needs costs.per_accuracy_point (the value of one point "
+                             "of accuracy, in the same unit as costs.per_label)")
+        return self
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     seed: int = Field(0, ge=0)

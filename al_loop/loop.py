@@ -10,6 +10,7 @@ current round if enough of it is answered, then picks and pushes the next batch 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from al_loop import __version__
 from al_loop.annotators.base import Annotator, TaskRequest
 from al_loop.annotators.factory import build_annotator
 from al_loop.config import Config, LabelStudioAnnotatorConfig
+from al_loop.decisions import break_even_metrics, routing_metrics, stop_rule_fired, stop_set, stop_set_kappa
 from al_loop.distributed import connect as dask_connect
 from al_loop.distributed import top_candidates as dask_top_candidates
 from al_loop.errors import ConfigError, DataError, WaitTimeout
@@ -129,6 +131,7 @@ class _Loop:
         self.on_round = on_round
         self.template = build_estimator(config.model, config.seed)
         self.has_eval_round = config.evaluation.size > 0
+        self.stop_rows = stop_set(config, len(workspace.splits.pool))
         self._cached: tuple[tuple[int, int], FittedModel] | None = None
         self._select_seconds: dict[int, float] = {}  # measured in this process (a resumed round has none)
         self._dask: Any = None
@@ -166,7 +169,7 @@ class _Loop:
             return f"max_rounds ({self.config.loop.max_rounds}) reached"
         if len(self.ledger.used_ids()) >= len(self.ws.splits.pool):
             return "pool exhausted"
-        return None
+        return stop_rule_fired(self.config, [r.metrics for r in self.ledger.rounds() if r.n_labels])
 
     def queue_next_round(self) -> RoundRecord:
         """Pick the next batch (the evaluation set, then the random initial set, then queries)."""
@@ -319,6 +322,7 @@ class _Loop:
                     metrics |= {f"test_{k}": v for k, v in evaluate(model, self.ws.x_test, test.labels).items()}
             elif test is not None and self.ws.x_test is not None:
                 metrics |= evaluate(model, self.ws.x_test, test.labels)
+            metrics |= self.decisions(round_index, model, labels, eval_labels, metrics)
         picked = [r[0] for r in self.ledger.round_ambiguities(round_index) if r[0] is not None]
         if picked:
             metrics["pick_ambiguity"] = float(np.mean(picked))
@@ -327,6 +331,30 @@ class _Loop:
             metrics["select_seconds"] = select_seconds
         metrics["round_seconds"] = time.perf_counter() - started + (select_seconds or 0.0)
         self.ledger.finish_round(round_index, len(labels), metrics)
+
+    def decisions(self, round_index: int, model: FittedModel, labels: dict[str, str],
+                  eval_labels: dict[str, str], metrics: dict[str, float]) -> dict[str, float]:
+        """Routing on the held-out rows, stop-set agreement with the previous model, break-even."""
+        out: dict[str, float] = {}
+        test = self.ws.splits.test
+        if eval_labels:
+            rows = self.ws.rows(list(eval_labels))
+            out |= routing_metrics(self.config, model, self.ws.x_pool[rows], np.array(list(eval_labels.values())))
+        elif test is not None and self.ws.x_test is not None:
+            out |= routing_metrics(self.config, model, self.ws.x_test, test.labels)
+        current = model.predict_proba(self.ws.x_pool[self.stop_rows]).argmax(axis=1)
+        previous = next((p for r in range(round_index - 1, -1, -1)
+                         if (p := self.ledger.get_meta(f"stop_set_predictions/{r}")) is not None), None)
+        kappa = stop_set_kappa(None if previous is None else json.loads(previous), current)
+        if kappa is not None:
+            out["stop_kappa"] = kappa
+        # kept per round, so re-evaluating a round after a crash compares with the right predecessor
+        self.ledger.set_meta(f"stop_set_predictions/{round_index}", json.dumps(current.tolist()))
+        if "accuracy" in metrics:
+            curve = [(float(r.n_labels), r.metrics["accuracy"]) for r in self.ledger.rounds()
+                     if r.n_labels and "accuracy" in r.metrics]
+            out |= break_even_metrics(self.config, [*curve, (float(len(labels)), metrics["accuracy"])])
+        return out
 
     def log(self, round_index: int) -> None:
         record = next(r for r in self.ledger.rounds() if r.round == round_index)

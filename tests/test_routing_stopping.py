@@ -37,7 +37,8 @@ def test_the_calibrated_threshold_keeps_its_promise_on_fresh_data_over_many_seed
         violations += realized > epsilon
         shares.append(auto.mean())
     assert violations / 200 <= 1 - level, f"the bound failed in {violations} of 200 calibrations"
-    assert np.mean(shares) > 0.4 * ideal, f"and it still automates a useful share ({np.mean(shares):.2f} vs {ideal:.2f})"
+    share = np.mean(shares)
+    assert share > 0.4 * ideal, f"and it still automates a useful share ({share:.2f} vs {ideal:.2f})"
 
 
 def test_a_model_too_poor_for_the_target_automates_nothing() -> None:
@@ -74,3 +75,28 @@ def test_break_even_says_stop_on_a_flat_curve_and_go_on_a_rising_one() -> None:
         verdict = break_even(fitted, labels[-1], batch=20, per_label=1.0, per_point=100.0)
         assert verdict.pays is should_pay, (curve[-3:], verdict)
     assert fit_curve([10, 20], [0.5, 0.6]) is None
+
+
+def test_each_round_logs_routing_stop_kappa_and_break_even_and_the_rule_stops_the_loop(write_config) -> None:
+    from al_loop.api import load_config, run_loop
+
+    config = load_config(write_config(loop={"budget": 400, "batch_size": 20},
+                                      stopping={"rule": "stabilizing", "kappa": 0.95, "window": 2},
+                                      costs={"per_label": 1.0, "per_error": 20.0, "per_accuracy_point": 5.0}))
+    result = run_loop(config)
+    assert result.stopped_because.startswith("stabilizing predictions"), result.stopped_because
+    last = result.rounds[-1].metrics
+    assert result.rounds[-1].n_labels < 400, "it stopped before the budget"
+    assert last["stop_kappa"] >= 0.95 and result.rounds[-2].metrics["stop_kappa"] >= 0.95
+    assert 0 <= last["route_share_automated"] <= 1 and last["route_error_bound"] <= 0.02 + 1e-9
+    assert last["cost_manual_per_item"] == 1.0
+    assert {"next_batch_gain", "next_batch_value", "next_batch_cost"} <= set(last)
+    assert "stop_kappa" not in result.rounds[0].metrics, "no predecessor for the first model"
+
+
+def test_break_even_needs_a_value_per_point(write_config) -> None:
+    from al_loop.api import load_config
+    from al_loop.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="costs.per_accuracy_point"):
+        load_config(write_config(stopping={"rule": "break_even"}))
