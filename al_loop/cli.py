@@ -114,6 +114,25 @@ def compare(config: ConfigArg,
 
 
 @app.command()
+def route(config: ConfigArg,
+          input: Annotated[Path, typer.Option("--input", help="CSV/Parquet/JSONL of new rows (same columns).")],
+          run_id: Annotated[str | None, typer.Option(help="MLflow run whose model to use (default: the loop's).")]
+          = None) -> None:
+    """Auto-accept confident predictions, send the rest to Label Studio for review, record every decision."""
+    from al_loop.route import route as route_rows
+
+    try:
+        result = route_rows(api.load_config(config), input, run_id=run_id)
+    except AlLoopError as error:
+        raise _fail(error) from None
+    t = result.threshold
+    console.print(f"threshold hi = {min(t.hi, 1.0):.4f} (held-out: {t.share_automated:.1%} automated, error upper "
+                  f"bound {t.error_upper_bound:.2%}); model of run {result.model_run_id}", highlight=False)
+    console.print(f"auto-accepted {result.auto}, sent for review {result.review} ({result.pushed} new tasks "
+                  f"pushed); decisions: {result.decisions}", soft_wrap=True, highlight=False)
+
+
+@app.command()
 def benchmark(config: Annotated[Path, typer.Argument(help="Benchmark suite YAML, e.g. configs/benchmark.yaml")],
               seeds: Annotated[int | None, typer.Option(help="Override the number of seeds.")] = None,
               jobs: Annotated[int | None, typer.Option(help="Parallel worker processes (seeds in parallel).")] = None

@@ -62,6 +62,21 @@ CREATE TABLE IF NOT EXISTS annotations (
     recorded_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS annotations_example ON annotations (example_id);
+CREATE TABLE IF NOT EXISTS routed (
+    id TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    predicted TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('auto', 'review')),
+    hi REAL NOT NULL,
+    model TEXT NOT NULL,
+    task_id TEXT,
+    label TEXT,
+    annotator TEXT,
+    lead_time REAL,
+    labeled_at TEXT,
+    routed_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rounds (
     round INTEGER PRIMARY KEY,
     strategy TEXT NOT NULL,
@@ -290,6 +305,38 @@ class Ledger:
         return self._db.execute("SELECT ambiguity FROM examples WHERE round = ? ORDER BY rank",
                                 (round_index,)).fetchall()
 
+    def record_routed(self, rows: Sequence[dict[str, object]]) -> int:
+        """Store routing decisions (id, data, predicted, confidence, decision, hi, model); ids already routed
+        are kept as they were. Returns how many are new."""
+        now = utc_now()
+        with self.transaction() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO routed (id, data, predicted, confidence, decision, hi, model, "
+                           "routed_at) VALUES (:id, :data, :predicted, :confidence, :decision, :hi, :model, :now)",
+                           [{**row, "now": now} for row in rows])
+            return db.total_changes - before
+
+    def routed_unpushed(self) -> list[dict[str, object]]:
+        """Review decisions whose task is not created yet, least confident first."""
+        cursor = self._db.execute("SELECT * FROM routed WHERE decision = 'review' AND task_id IS NULL "
+                                  "ORDER BY confidence, id")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def mark_routed_pushed(self, task_ids: dict[str, str]) -> None:
+        with self.transaction() as db:
+            db.executemany("UPDATE routed SET task_id = ? WHERE id = ?", [(str(t), e) for e, t in task_ids.items()])
+
+    def routed_pending(self) -> dict[str, str]:
+        """Review tasks waiting for a person: routed id -> task id."""
+        return dict(self._db.execute("SELECT id, task_id FROM routed WHERE decision = 'review' AND task_id IS NOT "
+                                     "NULL AND label IS NULL").fetchall())
+
+    def routed_labels(self) -> list[tuple[str, str, str]]:
+        """Reviewed routed items: (id, input data as JSON, the person's label), oldest first."""
+        return self._db.execute("SELECT id, data, label FROM routed WHERE label IS NOT NULL "
+                                "ORDER BY labeled_at, id").fetchall()
+
     def status_counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT status, COUNT(*) FROM examples GROUP BY status").fetchall())
 
@@ -324,6 +371,10 @@ def _insert_annotations(db: sqlite3.Connection, annotations: Iterable[Annotation
         context = db.execute("SELECT round, model_version, predicted_label, confidence FROM examples "
                              "WHERE id = ? AND status <> 'unlabeled'", (a.example_id,)).fetchone()
         if context is None:
+            reviewed = _record_review(db, a)
+            if reviewed is not None:
+                added += int(reviewed)
+                continue
             if strict:
                 raise ValueError(f"annotation for unknown example {a.example_id!r} (never picked)")
             log.warning("ignoring an annotation of %r: this run did not ask for it", a.example_id)
@@ -346,6 +397,19 @@ def _insert_annotations(db: sqlite3.Connection, annotations: Iterable[Annotation
         db.execute("UPDATE examples SET status = 'labeled', label = ?, updated_at = ? WHERE id = ?",
                    (_majority(db, example_id), now, example_id))
     return added
+
+
+def _record_review(db: sqlite3.Connection, a: Annotation) -> bool | None:
+    """A person's answer to a routed review task (the latest answer wins): True if it changed the label,
+    False if it was known already, None if `a` does not answer a routed item."""
+    row = db.execute("SELECT label FROM routed WHERE id = ?", (a.example_id,)).fetchone()
+    if row is None:
+        return None
+    if row[0] == a.label:
+        return False
+    db.execute("UPDATE routed SET label = ?, annotator = ?, lead_time = ?, labeled_at = ? WHERE id = ?",
+               (a.label, a.annotator, a.lead_time, a.updated_at or a.created_at, a.example_id))
+    return True
 
 
 def _mark_skipped(db: sqlite3.Connection, example_ids: Iterable[str]) -> None:

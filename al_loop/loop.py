@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from scipy import sparse
 from sklearn.pipeline import Pipeline
 
 from al_loop import __version__
@@ -287,7 +289,7 @@ class _Loop:
         min_fraction = settings.min_fraction if is_people else 1.0
         deadline = time.monotonic() + (settings.timeout if is_people else 0.0)
         while True:
-            pending = self.ledger.pending()
+            pending = {**self.ledger.routed_pending(), **self.ledger.pending()}
             if pending:
                 self.ledger.record_pull(self.annotator.pull(pending, self.ledger.get_meta("pull_cursor")))
             answered, total = self.ledger.round_progress(round_index)
@@ -309,7 +311,8 @@ class _Loop:
         test split as test_* if it exists), else from the held-out test split.
         """
         labels = self.ledger.labels()
-        metrics: dict[str, float] = {"round": float(round_index)}
+        metrics: dict[str, float] = {"round": float(round_index),
+                                     "reviewed_routed_labels": float(len(self.ledger.routed_labels()))}
         if labels:
             model = self.model_for(labels)
             eval_labels = self.ledger.labels(purpose="eval")
@@ -366,13 +369,18 @@ class _Loop:
 
     def model_for(self, labels: dict[str, str]) -> FittedModel:
         """The model fitted on these labels (cached: the model that evaluated a round also picks the next)."""
-        key = (len(labels), hash(tuple(labels.items())))
+        reviewed = self.ledger.routed_labels()  # people's answers to routed traffic train the model too
+        key = (len(labels), hash(tuple(labels.items())), hash(tuple(reviewed)))
         if self._cached is None or self._cached[0] != key:
             ids = list(labels)
             previous = self._cached[1] if self._cached is not None and self.config.model.warm_start else None
-            model = fit(self.template, self.ws.x_pool[np.sort(self.ws.rows(ids))],
-                        np.array([labels[i] for i in sorted(ids, key=self.ws.row_of.__getitem__)]),
-                        self.ws.classes, previous=previous)
+            x = self.ws.x_pool[np.sort(self.ws.rows(ids))]
+            y = [labels[i] for i in sorted(ids, key=self.ws.row_of.__getitem__)]
+            if reviewed:
+                routed = self.ws.featurizer.transform(pd.DataFrame([json.loads(d) for _, d, _ in reviewed]))
+                x = sparse.vstack([x, routed]).tocsr() if sparse.issparse(x) else np.vstack([x, routed])
+                y += [label for _, _, label in reviewed]
+            model = fit(self.template, x, np.array(y), self.ws.classes, previous=previous)
             self._cached = (key, model)
         return self._cached[1]
 

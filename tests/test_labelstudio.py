@@ -375,3 +375,42 @@ def test_a_pool_without_ground_truth_is_measured_on_the_annotated_evaluation_set
     assert run.data.metrics["eval_size"] == 10
     assert run.data.metrics["accuracy"] >= 0.8, "two well separated classes, measured on the evaluation set"
     assert "test_accuracy" not in run.data.metrics
+
+
+def test_routing_round_trips_through_label_studio_and_the_reviews_train_the_next_model(
+        ls_config, labelstudio, tmp_path: Path, mlflow_uri: str) -> None:
+    import pandas as pd
+
+    from al_loop.route import route
+
+    path = ls_config(simulate={"annotators": 1})
+    config = load_config(path)
+    run_loop(config)  # 40 labels through Label Studio; the finished run logs its model
+    workspace = prepare(config)
+    test = workspace.splits.test
+    traffic = test.inputs.iloc[:25].assign(id=[f"new-{i}" for i in range(25)])
+    traffic.to_csv(tmp_path / "new.csv", index=False)
+    config.routing.hi = 0.9
+    result = route(config, tmp_path / "new.csv")
+    assert result.auto + result.review == 25 and result.review == result.pushed > 0
+    decisions = pd.read_csv(result.decisions)
+    assert set(decisions["decision"]) <= {"auto", "review"}
+    assert (decisions["confidence"] >= 0.9).sum() == result.auto
+    assert route(config, tmp_path / "new.csv").pushed == 0, "routing the same rows again pushes nothing twice"
+
+    conn = connect(config.annotator, config.output_dir)
+    with _ledger(config) as ledger:
+        project = int(ledger.get_meta("labelstudio_project"))
+    review_tasks = [t for t in _tasks(conn, project) if t.data["al_purpose"] == "review"]
+    assert len(review_tasks) == result.review
+    assert all(t.data["al_round"] == -1 and len(t.predictions) == 1 for t in review_tasks)
+    truth = dict(zip(traffic["id"], test.labels[:25], strict=True))
+    for task in review_tasks:  # a person reviews them
+        _answer(conn, task.id, str(truth[task.data["al_id"]]))
+
+    config.loop.budget = 50
+    resumed = run_loop(config)
+    last = resumed.rounds[-1].metrics
+    assert last["reviewed_routed_labels"] == result.review, "the reviews trained the next model"
+    with _ledger(config) as ledger:
+        assert len(ledger.routed_labels()) == result.review and ledger.routed_pending() == {}

@@ -48,7 +48,8 @@ class Bots:
 
     def answer(self, pending: Mapping[str, str | None]) -> int:
         """Answer every pending task not yet answered by its bots; returns the number of answers made."""
-        tasks = {int(t): e for e, t in pending.items() if t is not None and str(t).isdigit()}
+        tasks = {int(t): e for e, t in pending.items()  # bots know the pool's truth only, not routed traffic
+                 if t is not None and str(t).isdigit() and e in self.truth}
         if not tasks:
             return 0
         done = self._answered(tasks)

@@ -1,0 +1,141 @@
+"""`al-loop route`: score new traffic with the loop's latest model, auto-accept the confident predictions,
+send the rest to Label Studio as review tasks with the model's guess pre-filled, and record every decision.
+
+The people's answers come back with the loop's next pull and train the next model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from al_loop.annotators.base import TaskRequest
+from al_loop.annotators.factory import build_annotator
+from al_loop.clock import utc_now
+from al_loop.config import Config, LabelStudioAnnotatorConfig
+from al_loop.data import _table, read_frame
+from al_loop.errors import AlLoopError
+from al_loop.ledger import Ledger
+from al_loop.routing import Threshold, apply, calibrate
+from al_loop.tracking import Tracker
+from al_loop.workspace import Workspace, prepare
+
+REVIEW_ROUND = -1  # the round number of review tasks in Label Studio (al_round)
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """What routing did: the threshold, how many were auto-accepted or sent for review, and the decisions file."""
+
+    threshold: Threshold
+    auto: int
+    review: int
+    pushed: int
+    decisions: Path
+    model_run_id: str
+
+
+def load_model(tracker: Tracker, run_id: str) -> Any:
+    """The newest model logged by a run (a Pipeline of featurizer and estimator)."""
+    run = tracker.client.get_run(run_id)
+    models = tracker.client.search_logged_models([run.info.experiment_id],
+                                                 filter_string=f"source_run_id = '{run_id}'")
+    if not models:
+        raise AlLoopError(f"MLflow run {run_id} has no logged model yet: a loop logs its model when it finishes "
+                          "(budget, max_rounds or a stop rule); finish a run or pass --run-id of one that did")
+    newest = max(models, key=lambda m: m.creation_timestamp)
+    mlflow.set_tracking_uri(tracker.tracking_uri)
+    return mlflow.sklearn.load_model(f"models:/{newest.model_id}")
+
+
+def aligned_proba(pipeline: Any, inputs: pd.DataFrame, classes: list[str]) -> np.ndarray:
+    raw = pipeline.predict_proba(inputs)
+    proba = np.zeros((len(inputs), len(classes)))
+    proba[:, [classes.index(str(c)) for c in pipeline.classes_]] = raw
+    return proba
+
+
+def threshold_for(config: Config, pipeline: Any, workspace: Workspace, ledger: Ledger) -> Threshold:
+    """The fixed threshold, or one calibrated for routing.epsilon on held-out labeled rows (the test split,
+    else the annotated evaluation set)."""
+    test = workspace.splits.test
+    if test is not None:
+        inputs, labels = test.inputs, np.asarray(test.labels, dtype=object)
+    else:
+        eval_labels = ledger.labels(purpose="eval")
+        if not eval_labels:
+            raise AlLoopError("routing needs held-out labeled rows to measure its error: a test split "
+                              "(dataset.test_path or labels in the pool) or an evaluation set (evaluation.size)")
+        inputs = workspace.splits.pool.inputs.iloc[workspace.rows(list(eval_labels))].reset_index(drop=True)
+        labels = np.array(list(eval_labels.values()), dtype=object)
+    proba = aligned_proba(pipeline, inputs, workspace.classes)
+    correct = np.asarray(workspace.classes, dtype=object)[proba.argmax(axis=1)] == labels.astype(str)
+    routing = config.routing
+    if routing.hi is not None:
+        return apply(proba.max(axis=1), correct, routing.hi, routing.confidence_level)
+    return calibrate(proba.max(axis=1), correct, routing.epsilon, routing.confidence_level)
+
+
+def route(config: Config, input_path: Path, run_id: str | None = None) -> RouteResult:
+    """Route the rows of `input_path` (same columns as the pool; labels not needed)."""
+    workspace = prepare(config)
+    ledger_path = config.output_dir / config.run_name / "ledger.sqlite"
+    if not ledger_path.exists():
+        raise AlLoopError(f"no loop run at {ledger_path.parent}: run `al-loop run` first (routing uses its model)")
+    columns = {"label_column": None}
+    if config.dataset.name is not None:  # a bundled dataset: its columns are the loaded pool's
+        columns |= {"id_column": "id", "text_column": None, "feature_columns": list(workspace.splits.pool.inputs)}
+    table = _table(read_frame(input_path), config.dataset.model_copy(update=columns), None, str(input_path))
+    clash = set(table.ids) & set(workspace.splits.pool.ids)
+    if clash:
+        raise AlLoopError(f"{input_path}: {len(clash)} id(s) are pool ids, e.g. {sorted(clash)[:3]}; routed "
+                          "traffic needs ids of its own")
+    with Ledger.open(ledger_path) as ledger:
+        tracker = Tracker(config.tracking_uri, config.tracking.experiment)
+        model_run = run_id or ledger.get_meta("mlflow_run_id") or ""
+        pipeline = load_model(tracker, model_run)
+        threshold = threshold_for(config, pipeline, workspace, ledger)
+        proba = aligned_proba(pipeline, table.inputs, workspace.classes)
+        confidence = proba.max(axis=1)
+        predicted = np.asarray(workspace.classes, dtype=object)[proba.argmax(axis=1)]
+        auto = confidence >= threshold.hi
+        rows = [{"id": str(e), "data": json.dumps(table.inputs.iloc[i].to_dict(), default=float),
+                 "predicted": str(predicted[i]), "confidence": float(confidence[i]),
+                 "decision": "auto" if auto[i] else "review", "hi": threshold.hi, "model": model_run}
+                for i, e in enumerate(table.ids)]
+        ledger.record_routed(rows)
+        pushed = _push_reviews(config, workspace, ledger, model_run)
+        decisions = _write_decisions(config, rows)
+        tracker.log_metrics(model_run, {"routed_share_automated": float(auto.mean()),
+                                        "routed_items": float(len(rows))})
+    return RouteResult(threshold=threshold, auto=int(auto.sum()), review=int((~auto).sum()), pushed=pushed,
+                       decisions=decisions, model_run_id=model_run)
+
+
+def _push_reviews(config: Config, workspace: Workspace, ledger: Ledger, model_run: str) -> int:
+    waiting = ledger.routed_unpushed()
+    if not waiting or not isinstance(config.annotator, LabelStudioAnnotatorConfig):
+        return 0  # the simulated annotator has no people to review: decisions are in the file and the ledger
+    tasks = [TaskRequest(example_id=str(r["id"]), round=REVIEW_ROUND, rank=rank, data=json.loads(str(r["data"])),
+                         predicted_label=str(r["predicted"]), confidence=float(r["confidence"]),  # type: ignore[arg-type]
+                         ambiguity=1.0 - float(r["confidence"]), model_version=f"{model_run}/route",  # type: ignore[arg-type]
+                         purpose="review")
+             for rank, r in enumerate(waiting, start=1)]
+    pushed = build_annotator(config, workspace, ledger).push(tasks)
+    ledger.mark_routed_pushed(pushed)
+    return len(pushed)
+
+
+def _write_decisions(config: Config, rows: list[dict[str, Any]]) -> Path:
+    folder = config.output_dir / config.run_name / "routing"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"decisions-{utc_now().replace(':', '').replace('.', '')}.csv"
+    pd.DataFrame([{k: r[k] for k in ("id", "predicted", "confidence", "decision", "hi")} for r in rows]).to_csv(
+        path, index=False)
+    return path
