@@ -98,5 +98,5 @@ def test_break_even_needs_a_value_per_point(write_config) -> None:
     from al_loop.api import load_config
     from al_loop.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="costs.per_accuracy_point"):
+    with pytest.raises(ConfigError, match=r"costs\.per_accuracy_point"):
         load_config(write_config(stopping={"rule": "break_even"}))
