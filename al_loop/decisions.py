@@ -69,9 +69,13 @@ def stop_rule_fired(config: Config, history: Sequence[dict[str, float]]) -> str 
         if stabilized(kappas, rule.kappa, rule.window):
             return (f"stabilizing predictions: kappa >= {rule.kappa} between successive models over the last "
                     f"{rule.window} rounds")
-    if rule.rule == "break_even" and history and "next_batch_value" in history[-1]:
+    if rule.rule == "break_even" and len(history) > rule.window and "next_batch_value" in history[-1]:
         last = history[-1]
-        if last["next_batch_value"] < last["next_batch_cost"]:
-            return (f"break-even: the next batch would return {last['next_batch_value']:.2f} for a cost of "
-                    f"{last['next_batch_cost']:.2f}")
+        # the forecast alone stops too early on an S-shaped curve (slow start, then a steep rise): the return
+        # actually seen over the last `window` batches must also be below the cost
+        seen = (last.get("accuracy", 0.0) - history[-1 - rule.window].get("accuracy", 0.0)) / rule.window
+        seen_value = max(seen, 0.0) * 100 * (config.costs.per_accuracy_point or 0.0)
+        if max(last["next_batch_value"], seen_value) < last["next_batch_cost"]:
+            return (f"break-even: the next batch would return {last['next_batch_value']:.2f} (the last batches "
+                    f"{seen_value:.2f} each) for a cost of {last['next_batch_cost']:.2f}")
     return None

@@ -40,7 +40,8 @@ def calibrate(confidence: np.ndarray, correct: np.ndarray, epsilon: float, level
     each tested at the full `level`; the scan stops at the first failure, which keeps the promise for the one
     chosen without a multiple-testing correction. Candidates automating fewer rows than `min_rows(epsilon,
     level)` are not tested (too few rows to pass even at half the target error rate); that choice, like the
-    sequence, depends on the confidences only, never on correctness. If none passes, hi is just above 1.0:
+    sequence, depends on the confidences only, never on correctness (with fewer held-out rows than that, the
+    scan starts at the fewest rows that could pass with no error). If none passes, hi is just above 1.0:
     nothing is automated.
     """
     confidence = np.asarray(confidence, dtype=float)
@@ -50,7 +51,11 @@ def calibrate(confidence: np.ndarray, correct: np.ndarray, epsilon: float, level
                      auto_count=0, total=total)
     if total == 0:
         return best
+    # start where a pass is plausible (errors at half the target rate); a small held-out set where that is
+    # out of reach starts where a pass is possible at all (no error): both depend on the row count only
     smallest = min_rows(epsilon, level)
+    if total < smallest:
+        smallest = min_rows(epsilon, level, error_share=0.0)
     for value in np.unique(np.quantile(confidence, np.arange(grid) / grid))[::-1]:
         auto = confidence >= value
         n = int(auto.sum())
@@ -65,10 +70,10 @@ def calibrate(confidence: np.ndarray, correct: np.ndarray, epsilon: float, level
     return best
 
 
-def min_rows(epsilon: float, level: float) -> int:
-    """The fewest rows whose upper bound can be <= epsilon with errors at half that rate."""
+def min_rows(epsilon: float, level: float, error_share: float = 0.5) -> int:
+    """The fewest rows whose upper bound can be <= epsilon with errors at `error_share` x epsilon."""
     n = 1
-    while n < 10_000_000 and clopper_pearson_upper(int(n * epsilon / 2), n, level) > epsilon:
+    while n < 10_000_000 and clopper_pearson_upper(int(n * epsilon * error_share), n, level) > epsilon:
         n = int(n * 1.1) + 1
     return n
 

@@ -5,8 +5,8 @@ For each dataset and seed, a margin loop runs to its budget (simulation). Then:
   the held-out rows and applied to the other half (a fresh split), against the fixed rules hi = 0.70 and
   hi = 0.95: share of traffic automated and the realized error among the auto-accepted items;
 - stopping: the round at which each rule would have fired (stabilizing predictions, kappa >= 0.99 over 3
-  rounds; break-even with 1 per label and 2 per accuracy point per item... see VALUE_PER_POINT) and the
-  accuracy given up by stopping there instead of at the budget.
+  rounds; break-even with 1 per label and VALUE_PER_POINT per accuracy point) and the accuracy given up by
+  stopping there instead of at the budget.
 
 Run: .venv/bin/python benchmarks/routing_stopping.py [--seeds 5]
 """
@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from al_loop.benchmark import load_benchmark
+from al_loop.decisions import stop_rule_fired
 from al_loop.loop import run_loop
 from al_loop.model import build_estimator, fit
 from al_loop.routing import apply, calibrate
-from al_loop.stopping import stabilized
 from al_loop.workspace import prepare
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,21 +52,22 @@ def _routing_rows(dataset: str, seed: int, config, workspace, labels: dict[str, 
     return rows
 
 
-def _stopping_rows(dataset: str, seed: int, rounds) -> list[dict]:
-    curve = [(r.n_labels, r.metrics) for r in rounds if r.n_labels and "accuracy" in r.metrics]
-    final = curve[-1][1]["accuracy"]
-    kappas: list[float] = []
-    fired: dict[str, tuple[int, float]] = {}
-    for labels, metrics in curve:
-        if "stop_kappa" in metrics:
-            kappas.append(metrics["stop_kappa"])
-        if "stabilizing" not in fired and stabilized(kappas, 0.99, 3):
-            fired["stabilizing"] = (labels, metrics["accuracy"])
-        if "break_even" not in fired and metrics.get("next_batch_value", np.inf) < metrics.get("next_batch_cost", 0):
-            fired["break_even"] = (labels, metrics["accuracy"])
-    fired.setdefault("budget", (curve[-1][0], final))
-    return [{"dataset": dataset, "seed": seed, "rule": rule, "labels_at_stop": at,
-             "accuracy_at_stop": acc, "accuracy_given_up": final - acc} for rule, (at, acc) in fired.items()]
+def _stopping_rows(dataset: str, seed: int, config, rounds) -> list[dict]:
+    """Where each rule of al_loop.decisions.stop_rule_fired would have stopped this run."""
+    history = [r.metrics for r in rounds if r.n_labels and "accuracy" in r.metrics]
+    labels = [r.n_labels for r in rounds if r.n_labels and "accuracy" in r.metrics]
+    final = history[-1]["accuracy"]
+    rows = []
+    for rule in ("break_even", "stabilizing"):
+        ruled = config.model_copy(update={"stopping": config.stopping.model_copy(update={"rule": rule})})
+        at = next((i for i in range(1, len(history) + 1) if stop_rule_fired(ruled, history[:i])), None)
+        if at is not None:
+            rows.append({"dataset": dataset, "seed": seed, "rule": rule, "labels_at_stop": labels[at - 1],
+                         "accuracy_at_stop": history[at - 1]["accuracy"],
+                         "accuracy_given_up": final - history[at - 1]["accuracy"]})
+    rows.append({"dataset": dataset, "seed": seed, "rule": "budget", "labels_at_stop": labels[-1],
+                 "accuracy_at_stop": final, "accuracy_given_up": 0.0})
+    return rows
 
 
 def main() -> None:
@@ -89,7 +90,7 @@ def main() -> None:
                 with Ledger.open(result.run_dir / "ledger.sqlite") as ledger:
                     labels = ledger.labels()
                 routing += _routing_rows(name, seed, config, workspace, labels)
-                stopping += _stopping_rows(name, seed, result.rounds)
+                stopping += _stopping_rows(name, seed, config, result.rounds)
                 print(f"done {name} seed {seed}", flush=True)
     route_table = (pd.DataFrame(routing).groupby(["dataset", "rule"], sort=False)
                    .agg(hi=("hi", "mean"), share_automated=("share_automated", "mean"),
