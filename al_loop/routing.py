@@ -39,9 +39,9 @@ def calibrate(confidence: np.ndarray, correct: np.ndarray, epsilon: float, level
     Fixed-sequence testing (as in Learn-then-Test): candidates are the confidence quantiles, strictest first,
     each tested at the full `level`; the scan stops at the first failure, which keeps the promise for the one
     chosen without a multiple-testing correction. Candidates automating fewer rows than `min_rows(epsilon,
-    level)` are not tested (too few rows to pass even at half the target error rate); that choice, like the
-    sequence, depends on the confidences only, never on correctness (with fewer held-out rows than that, the
-    scan starts at the fewest rows that could pass with no error). If none passes, hi is just above 1.0:
+    level)` are not tested (too few rows to pass even at half the target error rate; capped at half the rows,
+    and never below the fewest rows that could pass with no error); that choice, like the sequence, depends on
+    the confidences only, never on correctness. If none passes, hi is just above 1.0:
     nothing is automated.
     """
     confidence = np.asarray(confidence, dtype=float)
@@ -51,11 +51,9 @@ def calibrate(confidence: np.ndarray, correct: np.ndarray, epsilon: float, level
                      auto_count=0, total=total)
     if total == 0:
         return best
-    # start where a pass is plausible (errors at half the target rate); a small held-out set where that is
-    # out of reach starts where a pass is possible at all (no error): both depend on the row count only
-    smallest = min_rows(epsilon, level)
-    if total < smallest:
-        smallest = min_rows(epsilon, level, error_share=0.0)
+    # start where a pass is plausible (errors at half the target rate), but never beyond half of the rows, and
+    # never where no pass is possible at all (not even with zero errors): all depend on the row count only
+    smallest = max(min_rows(epsilon, level, error_share=0.0), min(min_rows(epsilon, level), total // 2))
     for value in np.unique(np.quantile(confidence, np.arange(grid) / grid))[::-1]:
         auto = confidence >= value
         n = int(auto.sum())
