@@ -82,6 +82,8 @@ class ModelConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=lambda: {"max_iter": 1000})
     warm_start: bool = Field(False, description="refit from the previous round's model where the estimator "
                                                 "supports warm_start (faster; a resumed run refits from scratch)")
+    calibration: Literal["none", "sigmoid", "isotonic"] = Field(
+        "none", description="calibrate probabilities (CalibratedClassifierCV, 3 folds) for routing thresholds")
 
 
 class LoopConfig(_Strict):
@@ -279,7 +281,7 @@ class Config(_Strict):
         keep = {
             "dataset": self.dataset.model_dump(mode="json"),
             "features": self.features.model_dump(mode="json"),
-            "model": self.model.model_dump(mode="json", exclude={"warm_start"}),
+            "model": self.model.model_dump(mode="json", exclude={"warm_start", "calibration"}),
             "strategy": self.loop.strategy,
             "batch_size": self.loop.batch_size,
             "initial_size": self.loop.initial_size,
@@ -289,6 +291,7 @@ class Config(_Strict):
         # Settings added in later versions count only when they differ from their default, so a ledger
         # started by an earlier version still resumes after an upgrade.
         later = {"evaluation": (self.evaluation.size, 0), "warm_start": (self.model.warm_start, False),
+                 "calibration": (self.model.calibration, "none"),
                  "chunk_rows": (self.compute.chunk_rows, 65536),
                  "diversity_factor": (self.compute.diversity_factor, 10)}
         keep |= {key: value for key, (value, default) in later.items() if value != default}

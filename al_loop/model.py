@@ -6,16 +6,20 @@ import copy
 import importlib
 import inspect
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.base import ClassifierMixin, clone
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.dummy import DummyClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
 from al_loop.config import ModelConfig
+
+CALIBRATION_FOLDS = 3
 
 
 def build_estimator(config: ModelConfig, seed: int) -> ClassifierMixin:
@@ -25,7 +29,10 @@ def build_estimator(config: ModelConfig, seed: int) -> ClassifierMixin:
     params: dict[str, Any] = dict(config.params)
     if "random_state" in inspect.signature(estimator_class).parameters and "random_state" not in params:
         params["random_state"] = seed
-    return estimator_class(**params)
+    estimator = estimator_class(**params)
+    if config.calibration != "none":
+        return CalibratedClassifierCV(estimator, method=config.calibration, cv=CALIBRATION_FOLDS)
+    return estimator
 
 
 @dataclass
@@ -56,6 +63,8 @@ def fit(template: ClassifierMixin, x: Any, labels: np.ndarray, classes: list[str
         estimator = DummyClassifier(strategy="prior").fit(np.zeros((len(labels), 1)), labels)
         return FittedModel(_ConstantInput(estimator), classes)
     estimator = clone(template)
+    if isinstance(estimator, CalibratedClassifierCV) and Counter(labels).most_common()[-1][1] < CALIBRATION_FOLDS:
+        estimator = clone(template.estimator)  # too few labels of some class to calibrate yet: plain model
     if previous is not None and _can_warm_start(previous.estimator, labels):
         estimator = copy.deepcopy(previous.estimator)
         estimator.set_params(warm_start=True)

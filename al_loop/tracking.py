@@ -110,10 +110,17 @@ class Tracker:
 
     def log_model(self, run_id: str, model: Any, name: str = "model") -> None:
         """Log a scikit-learn model (with its featurizer) in the MLflow sklearn flavor."""
+        import skops.io  # noqa: PLC0415 - mlflow's own dependency for the skops format
+
         mlflow.set_tracking_uri(self.tracking_uri)
+        # skops refuses types it does not know (e.g. CalibratedClassifierCV's internals); trust those from
+        # scikit-learn, numpy and scipy, which we built ourselves. Anything else falls back to cloudpickle.
+        untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+        ours = all(t.split(".")[0] in ("sklearn", "numpy", "scipy") for t in untrusted)
+        options = ({"serialization_format": "skops", "skops_trusted_types": untrusted or None} if ours
+                   else {"serialization_format": "cloudpickle"})
         with mlflow.start_run(run_id=run_id, nested=True):
-            mlflow.sklearn.log_model(model, name=name, serialization_format="skops",
-                                     pip_requirements=_requirements())
+            mlflow.sklearn.log_model(model, name=name, pip_requirements=_requirements(), **options)
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)

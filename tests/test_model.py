@@ -39,3 +39,19 @@ def test_a_single_class_so_far_gives_a_constant_prior_model() -> None:
     model = fit(LogisticRegression(), x[:30], y[:30], ["small", "big"])
     assert np.all(model.predict_proba(x) == [1.0, 0.0])
     assert evaluate(model, x, y)["accuracy"] == 0.5
+
+
+def test_calibrated_probabilities_once_every_class_has_enough_labels() -> None:
+    from sklearn.calibration import CalibratedClassifierCV
+
+    from al_loop.config import ModelConfig
+    from al_loop.model import build_estimator
+
+    template = build_estimator(ModelConfig(calibration="sigmoid"), seed=0)
+    assert isinstance(template, CalibratedClassifierCV)
+    x, y = _data()
+    few = fit(template, x[[0, 1, 30, 31]], y[[0, 1, 30, 31]], ["small", "big"])
+    assert isinstance(few.estimator, LogisticRegression), "two labels per class: too few to calibrate, plain model"
+    many = fit(template, x, y, ["small", "big"])
+    assert isinstance(many.estimator, CalibratedClassifierCV)
+    assert np.allclose(many.predict_proba(x).sum(axis=1), 1.0)

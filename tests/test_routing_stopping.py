@@ -100,3 +100,17 @@ def test_break_even_needs_a_value_per_point(write_config) -> None:
 
     with pytest.raises(ConfigError, match=r"costs\.per_accuracy_point"):
         load_config(write_config(stopping={"rule": "break_even"}))
+
+
+def test_a_calibrated_model_is_logged_and_loads_back_for_routing(write_config, mlflow_uri: str) -> None:
+    from sklearn.calibration import CalibratedClassifierCV
+
+    from al_loop.api import load_config, run_loop
+    from al_loop.route import load_model
+    from al_loop.tracking import Tracker
+
+    config = load_config(write_config(model={"calibration": "sigmoid"}, loop={"budget": 60}))
+    result = run_loop(config)
+    pipeline = load_model(Tracker(mlflow_uri, config.tracking.experiment), result.run_id)
+    assert isinstance(pipeline[-1], CalibratedClassifierCV)
+    assert "route_share_automated" in result.rounds[-1].metrics
