@@ -110,7 +110,7 @@ class Tracker:
 
     def log_model(self, run_id: str, model: Any, name: str = "model") -> None:
         """Log a scikit-learn model (with its featurizer) in the MLflow sklearn flavor."""
-        import skops.io  # noqa: PLC0415 - mlflow's own dependency for the skops format
+        import skops.io
 
         mlflow.set_tracking_uri(self.tracking_uri)
         # skops refuses types it does not know (e.g. CalibratedClassifierCV's internals); trust those from
