@@ -34,7 +34,7 @@ from al_loop.config import (
     config_from_dict,
     read_yaml,
 )
-from al_loop.curves import aubc, labels_to_target, mean_curve
+from al_loop.curves import aubc, is_missing, labels_to_target, mean_curve, target_key
 from al_loop.loop import run_loop
 from al_loop.plots import plot_mean_curves
 from al_loop.tracking import Tracker
@@ -211,7 +211,7 @@ def summarize(runs: Sequence[SeedRun], targets: Sequence[float], n_boot: int, se
                 "seconds_per_round": float(np.nanmean([by_seed[s].round_seconds for s in seeds])),
             }
             for target in targets:
-                key = _pct(target)
+                key = target_key(target)
                 mine_curve = [(by_seed[s].steps, by_seed[s].accuracy) for s in seeds]
                 base_curve = [(baseline[s].steps, baseline[s].accuracy) for s in seeds]
                 labels = _labels_to(mine_curve, target * full)
@@ -226,10 +226,6 @@ def summarize(runs: Sequence[SeedRun], targets: Sequence[float], n_boot: int, se
 
 def _ordered(strategies: set[str]) -> list[str]:
     return [s for s in STRATEGIES if s in strategies]
-
-
-def _pct(target: float) -> str:
-    return f"{round(target * 100)}pct"
 
 
 def _labels_to(curves: list[tuple[np.ndarray, np.ndarray]], target: float) -> float | None:
@@ -312,7 +308,7 @@ def results_markdown(table: pd.DataFrame) -> str:
 
 
 def _fmt(value: Any, pattern: str) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if is_missing(value):
         return "—"
     return pattern.format(value)
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from al_loop import api
+from al_loop.curves import is_missing
 from al_loop.errors import AlLoopError
 from al_loop.ledger import RoundRecord
 
@@ -183,16 +184,12 @@ def _rich_table(result: api.Comparison) -> Table:
     return table
 
 
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
-
-
 def _count(value: object) -> str:
-    return "not reached" if _missing(value) else f"{value:.0f}"
+    return "not reached" if is_missing(value) else f"{value:.0f}"
 
 
 def _ratio(value: object) -> str:
-    return "—" if _missing(value) else f"{value:.2f}x"
+    return "—" if is_missing(value) else f"{value:.2f}x"
 
 
 labelstudio_app = typer.Typer(no_args_is_help=True, help="The local Label Studio server (127.0.0.1).")

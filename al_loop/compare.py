@@ -13,7 +13,7 @@ import pandas as pd
 
 from al_loop import __version__
 from al_loop.config import STRATEGIES, Config, EvaluationConfig, SimulatedAnnotatorConfig
-from al_loop.curves import aubc, labels_to_target, mean_curve, speed_up
+from al_loop.curves import aubc, is_missing, labels_to_target, mean_curve, speed_up, target_key
 from al_loop.errors import AlLoopError, ConfigError
 from al_loop.ledger import RoundRecord
 from al_loop.loop import LoopResult, run_loop
@@ -119,19 +119,15 @@ def summarize(results: dict[str, list[LoopResult]], full_accuracy: float, target
                                   "final_accuracy": float(np.mean(finals)), "final_accuracy_sd": float(np.std(finals)),
                                   "aubc": float(np.mean(aubcs)), "aubc_sd": float(np.std(aubcs))}
         for target in targets:
-            row[f"labels_to_{_pct(target)}"] = labels_to_target(steps, mean, target * full_accuracy)
+            row[f"labels_to_{target_key(target)}"] = labels_to_target(steps, mean, target * full_accuracy)
         rows.append(row)
     table = pd.DataFrame(rows)
     if "random" in results:
         baseline = table.set_index("strategy").loc["random"]
         for target in targets:
-            column = f"labels_to_{_pct(target)}"
-            table[f"speedup_{_pct(target)}"] = [speed_up(baseline[column], v) for v in table[column]]
+            column = f"labels_to_{target_key(target)}"
+            table[f"speedup_{target_key(target)}"] = [speed_up(baseline[column], v) for v in table[column]]
     return table
-
-
-def _pct(target: float) -> str:
-    return f"{round(target * 100)}pct"
 
 
 def _parent_run(tracker: Tracker, folder: Path, config: Config, names: list[str], seeds: list[int]) -> str:
@@ -145,7 +141,7 @@ def _parent_run(tracker: Tracker, folder: Path, config: Config, names: list[str]
 def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (hand-written to avoid a `tabulate` dependency for one table)."""
     def cell(value: object) -> str:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
+        if is_missing(value):
             return "not reached"
         return f"{value:.3f}" if isinstance(value, float) else str(value)
     header = "| " + " | ".join(table.columns) + " |"

@@ -46,6 +46,16 @@ def mean_curve(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndar
     return steps, stacked.mean(axis=0), stacked.std(axis=0)
 
 
+def target_key(target: float) -> str:
+    """The column/metric suffix of a target share of the full-pool accuracy: 0.95 -> '95pct'."""
+    return f"{round(target * 100)}pct"
+
+
+def is_missing(value: object) -> bool:
+    """None or NaN: a labels-to-target or speed-up that could not be measured."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
 def speed_up(random_labels: float | None, strategy_labels: float | None) -> float | None:
     """How many times fewer labels a strategy needs than random to reach a target (None if unknown)."""
     if random_labels is None or strategy_labels is None or strategy_labels <= 0:

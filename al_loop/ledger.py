@@ -269,11 +269,6 @@ class Ledger:
                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (cursor_key, result.cursor))
         return added
 
-    def return_to_pool(self, example_ids: Iterable[str]) -> None:
-        """Queued or skipped examples go back to the pool (e.g. their task was deleted); labels stay."""
-        with self.transaction() as db:
-            _return_to_pool(db, example_ids)
-
     def labels(self, purpose: str = "train") -> dict[str, str]:
         """Consensus labels (training ones by default, or purpose="eval"): example id -> label."""
         return dict(self._db.execute("SELECT id, label FROM examples WHERE status = 'labeled' AND purpose = ? "

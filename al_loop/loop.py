@@ -185,7 +185,7 @@ class _Loop:
         # picks, and for one seed every strategy starts from the same initial set (paired comparison).
         rng = np.random.default_rng([self.config.seed, round_index])
         first_train_round = int(self.has_eval_round)
-        purpose, proba, model = "train", None, None
+        purpose, model = "train", None
         if round_index < first_train_round:
             strategy, purpose, size = EVALUATION_STRATEGY, "eval", self.config.evaluation.size
         elif round_index == first_train_round:
@@ -223,8 +223,8 @@ class _Loop:
         """
         compute = self.config.compute
         if strategy in (EVALUATION_STRATEGY, INITIAL_STRATEGY, "random") or model is None:
-            rows = available[rng.permutation(len(available))[:size]]
-            return rows, np.full(len(rows), np.nan)
+            selection = select("random", None, size, rng, n_candidates=len(available))
+            return available[selection.rows], selection.scores
         if strategy == "ranked_batch":
             if len(available) > compute.ranked_batch_max_pool:
                 raise ConfigError(f"ranked_batch computes candidates x labeled distances; {len(available)} "
@@ -316,16 +316,15 @@ class _Loop:
         if labels:
             model = self.model_for(labels)
             eval_labels = self.ledger.labels(purpose="eval")
-            test = self.ws.splits.test
+            held_out = self.held_out(eval_labels)
+            if held_out is not None:
+                metrics |= evaluate(model, *held_out)
             if eval_labels:
-                rows = self.ws.rows(list(eval_labels))
-                metrics |= evaluate(model, self.ws.x_pool[rows], np.array(list(eval_labels.values())))
                 metrics["eval_size"] = float(len(eval_labels))
+                test = self.ws.splits.test
                 if test is not None and self.ws.x_test is not None:
                     metrics |= {f"test_{k}": v for k, v in evaluate(model, self.ws.x_test, test.labels).items()}
-            elif test is not None and self.ws.x_test is not None:
-                metrics |= evaluate(model, self.ws.x_test, test.labels)
-            metrics |= self.decisions(round_index, model, labels, eval_labels, metrics)
+            metrics |= self.decisions(round_index, model, labels, held_out, metrics)
         picked = [r[0] for r in self.ledger.round_ambiguities(round_index) if r[0] is not None]
         if picked:
             metrics["pick_ambiguity"] = float(np.mean(picked))
@@ -335,16 +334,21 @@ class _Loop:
         metrics["round_seconds"] = time.perf_counter() - started + (select_seconds or 0.0)
         self.ledger.finish_round(round_index, len(labels), metrics)
 
+    def held_out(self, eval_labels: dict[str, str]) -> tuple[Any, np.ndarray] | None:
+        """The rows metrics are measured on: the annotated evaluation set if there is one, else the test split."""
+        if eval_labels:
+            return self.ws.x_pool[self.ws.rows(list(eval_labels))], np.array(list(eval_labels.values()))
+        test = self.ws.splits.test
+        if test is not None and self.ws.x_test is not None:
+            return self.ws.x_test, test.labels
+        return None
+
     def decisions(self, round_index: int, model: FittedModel, labels: dict[str, str],
-                  eval_labels: dict[str, str], metrics: dict[str, float]) -> dict[str, float]:
+                  held_out: tuple[Any, np.ndarray] | None, metrics: dict[str, float]) -> dict[str, float]:
         """Routing on the held-out rows, stop-set agreement with the previous model, break-even."""
         out: dict[str, float] = {}
-        test = self.ws.splits.test
-        if eval_labels:
-            rows = self.ws.rows(list(eval_labels))
-            out |= routing_metrics(self.config, model, self.ws.x_pool[rows], np.array(list(eval_labels.values())))
-        elif test is not None and self.ws.x_test is not None:
-            out |= routing_metrics(self.config, model, self.ws.x_test, test.labels)
+        if held_out is not None:
+            out |= routing_metrics(self.config, model, *held_out)
         current = model.predict_proba(self.ws.x_pool[self.stop_rows]).argmax(axis=1)
         previous = next((p for r in range(round_index - 1, -1, -1)
                          if (p := self.ledger.get_meta(f"stop_set_predictions/{r}")) is not None), None)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from al_loop.strategies import ambiguity
+from al_loop.strategies import ambiguity, top_k
 
 DIVERSE = "margin_diverse"
 
@@ -43,13 +43,8 @@ def chunk_top(model: Any, x_chunk: Any, rows: np.ndarray, strategy: str, k: int)
     if len(rows) == 0:
         return Ranked.empty()
     scores = ambiguity(strategy, model.predict_proba(x_chunk))
-    if len(rows) > k:
-        keep = np.argpartition(-scores, k - 1)[:k]
-        threshold = scores[keep].min()
-        keep = np.flatnonzero(scores >= threshold)  # every row tied with the k-th, for a deterministic cut
-    else:
-        keep = np.arange(len(rows))
-    return merge(Ranked(rows[keep], scores[keep]), Ranked.empty(), k)
+    keep = top_k(scores, k)  # rows ascend, so its tie-break by position is the tie-break by pool row
+    return Ranked(rows[keep], scores[keep])
 
 
 def chunks(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:

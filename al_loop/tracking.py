@@ -105,9 +105,6 @@ class Tracker:
     def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path=folder)
 
-    def log_text(self, run_id: str, text: str, name: str) -> None:
-        self.client.log_text(run_id, text, name)
-
     def log_model(self, run_id: str, model: Any, name: str = "model") -> None:
         """Log a scikit-learn model (with its featurizer) in the MLflow sklearn flavor."""
         import skops.io
