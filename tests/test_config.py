@@ -43,6 +43,14 @@ def test_quickstart_config_loads_as_shipped() -> None:
      "has no predict_proba"),
     ({"dataset": {"name": "digits"}, "model": {"params": {"max_iterations": 3}}}, "model.params"),
     ({"dataset": {"name": "digits", "classes": ["a"]}}, "at least two class names"),
+    ({"dataset": {"name": "digits"}, "annotator": {"kind": "labelstudio", "token_env": "abc-123-secret"}},
+     "NAME of an environment variable"),
+    ({"dataset": {"name": "digits"}, "annotator": {"kind": "labelstudio", "project_title": "x" * 51}},
+     "annotator.project_title"),
+    ({"dataset": {"name": "digits"}, "annotator": {"kind": "labelstudio", "simulate": {"annotators": 2,
+                                                                                      "accuracy": [1, 1, 1]}}},
+     "needs 1 or 2 values"),
+    ({"dataset": {"name": "digits"}, "stopping": {"rule": "break_even"}}, "costs.per_accuracy_point"),
 ])
 def test_bad_config_names_the_key(tmp_path: Path, data: object, expected: str) -> None:
     with pytest.raises(ConfigError) as error:

@@ -163,6 +163,10 @@ def test_cli_run_and_a_second_concurrent_run_is_refused(write_config, tmp_path: 
     ({"loop": {"batch_size": 2000}}, "loop.batch_size (2000) is larger than what is left"),
     ({"loop": {"initial_size": 5000}}, "loop.initial_size (5000) is larger than the pool"),
     ({"loop": {"batchsize": 3}}, "loop.batchsize: unknown key"),
+    ({"evaluation": {"size": 5000}}, "evaluation.size (5000) leaves nothing of the pool"),
+    ({"loop": {"strategy": "ranked_batch"}, "compute": {"ranked_batch_max_pool": 100}},
+     "exceed compute.ranked_batch_max_pool (100)"),
+    ({"compute": {"engine": "dask", "store_features": False}}, "set compute.store_features: true"),
 ])
 def test_cli_bad_input_exits_2_with_a_message(write_config, tmp_path: Path, sections: dict, message: str) -> None:
     result = _cli("run", str(write_config(**sections)), cwd=tmp_path)
@@ -213,3 +217,21 @@ def test_artifacts_go_beside_the_tracking_store_not_into_the_working_directory(w
     uri = MlflowClient(f"sqlite:///{store / 'mlflow.db'}").get_run(result.run_id).info.artifact_uri
     assert uri.startswith((store / "mlartifacts").as_uri())
     assert (store / "mlartifacts").is_dir() and not (workdir / "mlruns").exists()
+
+
+def test_route_refuses_bad_input_with_a_message(write_config, tmp_path: Path) -> None:
+    from al_loop.errors import AlLoopError
+    from al_loop.route import route
+
+    config = load_config(write_config(loop={"budget": 30}))
+    pool = prepare(config).splits.pool
+    traffic = pool.inputs.iloc[:3].assign(id=list(pool.ids[:3]))
+    traffic.to_csv(tmp_path / "new.csv", index=False)
+    with pytest.raises(AlLoopError, match="no loop run at"):
+        route(config, tmp_path / "new.csv")
+    run_loop(config)
+    with pytest.raises(AlLoopError, match="3 id\\(s\\) are pool ids"):
+        route(config, tmp_path / "new.csv")
+    traffic.assign(id=["n1", "n2", "n3"]).to_csv(tmp_path / "fresh.csv", index=False)
+    result = route(config, tmp_path / "fresh.csv")  # the simulated annotator: decisions only, nothing pushed
+    assert result.auto + result.review == 3 and result.pushed == 0 and result.decisions.exists()
