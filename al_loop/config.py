@@ -103,10 +103,26 @@ class LoopConfig(_Strict):
 
 
 class SimulatedAnnotatorConfig(_Strict):
-    """An oracle answering from the label column, optionally wrong at a given rate."""
+    """An oracle answering from the label column, optionally wrong at a given rate; or a simulated crowd."""
 
     kind: Literal["simulated"] = "simulated"
     noise: float = Field(0.0, ge=0, le=1, description="probability that an answer is a random wrong class")
+    accuracy: list[float] | None = Field(None, min_length=1, description="a crowd: one simulated annotator "
+                                         "(sim1, sim2, ...) per value, right with that probability")
+    expert_accuracy: float = Field(1.0, ge=0, le=1, description="accuracy of the simulated specialist")
+
+    @model_validator(mode="after")
+    def _noise_or_crowd(self) -> SimulatedAnnotatorConfig:
+        if self.accuracy is not None:
+            if self.noise:
+                raise ValueError("set annotator.noise (one oracle) or annotator.accuracy (a crowd), not both")
+            if any(not 0 <= a <= 1 for a in self.accuracy):
+                raise ValueError("annotator.accuracy values must be between 0 and 1")
+        return self
+
+    @property
+    def annotators(self) -> int:
+        return 1 if self.accuracy is None else len(self.accuracy)
 
 
 class BotsConfig(_Strict):
@@ -115,8 +131,9 @@ class BotsConfig(_Strict):
     annotators: int = Field(1, ge=1, le=50, description="number of bot users")
     accuracy: list[float] = Field(default_factory=lambda: [1.0],
                                   description="accuracy of each bot (one value is used for all)")
-    per_task: int = Field(1, ge=1, description="how many bots answer each task")
+    per_task: int = Field(1, ge=1, description="old name of quality.overlap (with overlap_share 1)")
     skip_rate: float = Field(0.0, ge=0, lt=1, description="probability that a bot skips a task")
+    expert_accuracy: float = Field(1.0, ge=0, le=1, description="accuracy of the specialist bot")
 
     @model_validator(mode="after")
     def _consistent(self) -> BotsConfig:
@@ -207,6 +224,29 @@ class StoppingConfig(_Strict):
     window: int = Field(3, ge=1)
 
 
+class AdjudicationConfig(_Strict):
+    """Disagreements go to specialists: a separate Label Studio project where the expert's label wins."""
+
+    min_agreement: float | None = Field(None, gt=0, le=1, description="send a task to a specialist when its "
+                                        "most common answer has less than this share of the answers (null: off)")
+    project_title: str | None = Field(None, min_length=1, max_length=50,
+                                      description="specialist project; default: <routine title> experts")
+    project_id: int | None = Field(None, gt=0)
+
+
+class QualityConfig(_Strict):
+    """Annotator quality: overlap, consensus, adjudication, and when to flag an annotator."""
+
+    overlap: int = Field(1, ge=1, le=50, description="annotators per overlapped task (1: no overlap)")
+    overlap_share: float = Field(1.0, gt=0, le=1, description="share of tasks that get `overlap` annotators "
+                                                               "(picked by seed and example id); the rest get 1")
+    consensus: Literal["majority", "dawid_skene"] = Field("majority", description="how answers become the "
+                                                          "training label")
+    flag_below: float = Field(0.5, ge=0, le=1, description="flag an annotator whose agreement with the "
+                                                            "consensus is below this")
+    adjudication: AdjudicationConfig = Field(default_factory=AdjudicationConfig)
+
+
 class TrackingConfig(_Strict):
     """MLflow: where runs go. Default store: sqlite under the output folder."""
 
@@ -237,13 +277,7 @@ class Config(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     costs: CostsConfig = Field(default_factory=CostsConfig)
     stopping: StoppingConfig = Field(default_factory=StoppingConfig)
-
-    @model_validator(mode="after")
-    def _break_even_needs_a_value(self) -> Config:
-        if self.stopping.rule == "break_even" and self.costs.per_accuracy_point is None:
-            raise ValueError("stopping.rule: break_even needs costs.per_accuracy_point (the value of one point "
-                             "of accuracy, in the same unit as costs.per_label)")
-        return self
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     seed: int = Field(0, ge=0)
@@ -255,6 +289,44 @@ class Config(_Strict):
         if isinstance(data, dict) and isinstance(data.get("annotator"), dict) and "kind" not in data["annotator"]:
             data = {**data, "annotator": {"kind": "simulated", **data["annotator"]}}
         return data
+
+    @model_validator(mode="after")
+    def _break_even_needs_a_value(self) -> Config:
+        if self.stopping.rule == "break_even" and self.costs.per_accuracy_point is None:
+            raise ValueError("stopping.rule: break_even needs costs.per_accuracy_point (the value of one point "
+                             "of accuracy, in the same unit as costs.per_label)")
+        return self
+
+    @model_validator(mode="after")
+    def _overlap_fits_the_annotators(self) -> Config:
+        bots = getattr(self.annotator, "simulate", None)
+        if bots is not None and bots.per_task > 1:  # the setting of al-loop 0.1 for what is now quality.overlap
+            if self.quality.overlap not in (1, bots.per_task):
+                raise ValueError(f"annotator.simulate.per_task ({bots.per_task}) is the old name of quality.overlap"
+                                 f" ({self.quality.overlap}); remove per_task")
+            self.quality.overlap = bots.per_task
+        simulated = (bots.annotators if bots is not None else self.annotator.annotators
+                     if isinstance(self.annotator, SimulatedAnnotatorConfig) else None)
+        if simulated is not None and self.quality.overlap > simulated:
+            raise ValueError(f"quality.overlap ({self.quality.overlap}) needs at least that many annotators; the "
+                             f"simulation has {simulated} (annotator.accuracy / annotator.simulate.annotators)")
+        return self
+
+    @property
+    def overlapped(self) -> bool:
+        """Whether some tasks are answered by more than one annotator."""
+        return self.quality.overlap > 1
+
+    def required_answers(self, example_id: str) -> int:
+        """How many annotators answer this example: quality.overlap for a share of examples (a fixed draw by
+        seed and example id, so a resumed run asks the same), else one."""
+        quality = self.quality
+        if quality.overlap == 1:
+            return 1
+        if quality.overlap_share >= 1:
+            return quality.overlap
+        digest = hashlib.sha256(f"overlap:{self.seed}:{example_id}".encode()).digest()
+        return quality.overlap if int.from_bytes(digest[:8], "little") / 2**64 < quality.overlap_share else 1
 
     @property
     def tracking_uri(self) -> str:
@@ -293,16 +365,25 @@ class Config(_Strict):
         later = {"evaluation": (self.evaluation.size, 0), "warm_start": (self.model.warm_start, False),
                  "calibration": (self.model.calibration, "none"),
                  "chunk_rows": (self.compute.chunk_rows, 65536),
-                 "diversity_factor": (self.compute.diversity_factor, 10)}
+                 "diversity_factor": (self.compute.diversity_factor, 10),
+                 "overlap": ((self.quality.overlap, self.quality.overlap_share), (self._old_overlap(), 1.0)),
+                 "consensus": (self.quality.consensus, "majority"),
+                 "adjudication": (self.quality.adjudication.min_agreement, None)}
         keep |= {key: value for key, (value, default) in later.items() if value != default}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
+    def _old_overlap(self) -> int:
+        """The overlap al-loop 0.1 knew: annotator.simulate.per_task (already part of the annotator identity)."""
+        bots = getattr(self.annotator, "simulate", None)
+        return 1 if bots is None else bots.per_task
+
     def _annotator_identity(self) -> dict[str, Any]:
         """What of the annotator decides the labels: the simulated noise, or the bots' settings."""
+        later = {"accuracy": None, "expert_accuracy": 1.0}  # added later: counted only when not default
         if isinstance(self.annotator, SimulatedAnnotatorConfig):
-            return self.annotator.model_dump(mode="json")
+            return _dump_without_defaults(self.annotator, later)
         bots = self.annotator.simulate
-        return {"kind": self.annotator.kind, "simulate": None if bots is None else bots.model_dump(mode="json")}
+        return {"kind": self.annotator.kind, "simulate": None if bots is None else _dump_without_defaults(bots, later)}
 
     def with_overrides(self, *, strategy: str | None = None, seed: int | None = None) -> Config:
         """A copy with the strategy and/or seed replaced (validated like the file)."""
@@ -318,6 +399,12 @@ class Config(_Strict):
         flat: dict[str, str] = {}
         _flatten(self.model_dump(mode="json"), "", flat)
         return {k: _redact_url(v) for k, v in flat.items() if not _looks_secret(k)}
+
+
+def _dump_without_defaults(model: BaseModel, defaults: dict[str, Any]) -> dict[str, Any]:
+    """A model as JSON, leaving out the listed fields while they hold their default."""
+    dump = model.model_dump(mode="json")
+    return {k: v for k, v in dump.items() if k not in defaults or v != defaults[k]}
 
 
 def _looks_secret(key: str) -> bool:

@@ -6,6 +6,10 @@ label. A file lock (released by the OS if the process dies) keeps a second proce
 
 Examples never touched by the loop are not stored: absent means unlabeled, so a pool of millions costs
 nothing here. Statuses: unlabeled (returned to the pool), queued (picked, maybe pushed), labeled, skipped.
+
+An example asks for `required` answers (its overlap). It stays queued until that many annotators answered
+or skipped it; then its training label is the consensus of the answers, or, when they disagree beyond the
+adjudication rule, it waits (adjudication "pending") for a specialist, whose answer wins.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ from filelock import FileLock, Timeout
 
 from al_loop.annotators.base import Annotation, PullResult
 from al_loop.clock import utc_now
+from al_loop.consensus import EXPERT, MAJORITY, SINGLE, majority
 from al_loop.errors import LedgerBusyError, LedgerMismatchError
 
 log = logging.getLogger(__name__)
@@ -77,6 +81,7 @@ CREATE TABLE IF NOT EXISTS routed (
     labeled_at TEXT,
     routed_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS examples_round ON examples (round);
 CREATE TABLE IF NOT EXISTS rounds (
     round INTEGER PRIMARY KEY,
     strategy TEXT NOT NULL,
@@ -89,6 +94,19 @@ CREATE TABLE IF NOT EXISTS rounds (
     finished_at TEXT
 );
 """
+# Columns added after the first release: created on new ledgers and added to old ones when opened.
+ADDED_COLUMNS = [
+    ("examples", "purpose", "TEXT NOT NULL DEFAULT 'train'"),
+    ("examples", "required", "INTEGER NOT NULL DEFAULT 1"),  # answers asked for (the overlap)
+    ("examples", "skips", "INTEGER NOT NULL DEFAULT 0"),  # annotators who skipped it
+    ("examples", "label_method", "TEXT"),  # single, majority, dawid_skene, expert
+    ("examples", "agreement", "REAL"),  # share of the answers that gave the most common one
+    ("examples", "adjudication", "TEXT"),  # null, pending, expert, expert_skipped
+    ("examples", "escalated_at", "TEXT"),
+    ("examples", "expert_task_id", "TEXT"),
+    ("annotations", "lane", "TEXT NOT NULL DEFAULT 'routine'"),  # routine annotators, or expert
+]
+ROUTINE, EXPERT_LANE = "routine", "expert"
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,16 @@ class Pick:
     ambiguity: float | None
     predicted_label: str | None
     confidence: float | None
+    required: int = 1  # how many annotators answer it
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What happens when an example has all its answers: escalate a split below this share of agreement to
+    a specialist (None: never), and return an example everyone skipped to the pool instead of skipping it."""
+
+    escalate_below: float | None = None
+    repush_skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,13 +175,24 @@ class Ledger:
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = FULL")
             connection.executescript(SCHEMA)
-            columns = {row[1] for row in connection.execute("PRAGMA table_info(examples)")}
-            if "purpose" not in columns:  # ledgers written by al-loop 0.1.0 before evaluation sets
-                connection.execute("ALTER TABLE examples ADD COLUMN purpose TEXT NOT NULL DEFAULT 'train'")
+            _add_columns(connection)
             yield cls(connection, path)
         finally:
             connection.close()
             lock.release()
+
+    @classmethod
+    @contextmanager
+    def read_only(cls, path: str | Path) -> Iterator[Ledger]:
+        """Open an existing ledger for reading, without the lock: safe while a loop is running (WAL)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            yield cls(connection, path)
+        finally:
+            connection.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -207,13 +246,15 @@ class Ledger:
                        "VALUES (?, ?, 'queued', ?, ?, ?)", (round_index, strategy, len(picks), model_version, now))
             db.executemany(
                 "INSERT INTO examples (id, status, round, rank, ambiguity, predicted_label, confidence, "
-                "model_version, purpose, updated_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) "
+                "model_version, purpose, required, updated_at) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET status = 'queued', round = excluded.round, rank = excluded.rank, "
                 "ambiguity = excluded.ambiguity, predicted_label = excluded.predicted_label, "
                 "confidence = excluded.confidence, model_version = excluded.model_version, task_id = NULL, "
-                "pushed_at = NULL, label = NULL, purpose = excluded.purpose, updated_at = excluded.updated_at",
+                "pushed_at = NULL, label = NULL, purpose = excluded.purpose, required = excluded.required, "
+                "skips = 0, label_method = NULL, agreement = NULL, adjudication = NULL, escalated_at = NULL, "
+                "expert_task_id = NULL, updated_at = excluded.updated_at",
                 [(p.example_id, round_index, p.rank, p.ambiguity, p.predicted_label, p.confidence, model_version,
-                  purpose, now) for p in picks])
+                  purpose, p.required, now) for p in picks])
 
     def unpushed(self) -> list[tuple[str, int, int]]:
         """Queued examples not yet confirmed as pushed: (id, round, rank), in rank order."""
@@ -221,7 +262,7 @@ class Ledger:
                                 "ORDER BY round, rank").fetchall()
 
     def pick_of(self, example_id: str) -> Pick:
-        row = self._db.execute("SELECT id, rank, ambiguity, predicted_label, confidence FROM examples "
+        row = self._db.execute("SELECT id, rank, ambiguity, predicted_label, confidence, required FROM examples "
                                "WHERE id = ?", (example_id,)).fetchone()
         return Pick(*row)
 
@@ -234,36 +275,70 @@ class Ledger:
                            [(str(task), now, now, example) for example, task in task_ids.items()])
 
     def pending(self) -> dict[str, str | None]:
-        """Queued examples waiting for an answer: example id -> task id."""
-        return dict(self._db.execute("SELECT id, task_id FROM examples WHERE status = 'queued'").fetchall())
+        """Queued examples waiting for (more) answers from the routine annotators: example id -> task id."""
+        return dict(self._db.execute("SELECT id, task_id FROM examples WHERE status = 'queued' AND "
+                                     "adjudication IS NULL").fetchall())
+
+    # -- the specialist lane ----------------------------------------------------------------------
+
+    def escalations_unpushed(self) -> list[tuple[str, int, int]]:
+        """Examples waiting for a specialist whose task is not created yet: (id, round, rank), oldest first."""
+        return self._db.execute("SELECT id, round, rank FROM examples WHERE adjudication = 'pending' AND "
+                                "expert_task_id IS NULL ORDER BY escalated_at, round, rank").fetchall()
+
+    def mark_escalations_pushed(self, task_ids: dict[str, str]) -> None:
+        with self.transaction() as db:
+            db.executemany("UPDATE examples SET expert_task_id = ?, updated_at = ? WHERE id = ? AND "
+                           "adjudication = 'pending'", [(str(t), utc_now(), e) for e, t in task_ids.items()])
+
+    def escalations_pending(self) -> dict[str, str]:
+        """Specialist tasks waiting for an answer: example id -> task id."""
+        return dict(self._db.execute("SELECT id, expert_task_id FROM examples WHERE adjudication = 'pending' AND "
+                                     "expert_task_id IS NOT NULL").fetchall())
+
+    def answers_of(self, example_id: str) -> list[tuple[str, str]]:
+        """The current routine answers to an example: (annotator, label), oldest first."""
+        return [(who, value) for value, who in _current_answers(self._db, example_id)]
 
     # -- answers ----------------------------------------------------------------------------------
 
-    def record_annotations(self, annotations: Iterable[Annotation]) -> int:
-        """Store annotations and update each example's training label (majority), in one transaction.
+    def record_annotations(self, annotations: Iterable[Annotation], lane: str = ROUTINE,
+                           settlement: Settlement | None = None) -> int:
+        """Store annotations and settle the examples they answer, in one transaction.
 
         An annotation already stored (same example, annotator, external id, update time and value) is
         ignored, so pulling twice is harmless. A newer version of an annotation (same external id) supersedes
         the older one, which is kept for the audit trail. Returns the number of new annotations.
         """
         with self.transaction() as db:
-            return _insert_annotations(db, annotations, strict=True)
+            added, touched = _insert_annotations(db, annotations, strict=True, lane=lane)
+            _settle(db, touched, settlement or Settlement())
+            return added
 
     def record_skipped(self, example_ids: Iterable[str]) -> None:
         """Mark queued examples the annotators skipped; they are not picked again."""
         with self.transaction() as db:
             _mark_skipped(db, example_ids)
 
-    def record_pull(self, result: PullResult, cursor_key: str = "pull_cursor") -> int:
+    def record_pull(self, result: PullResult, cursor_key: str = "pull_cursor", lane: str = ROUTINE,
+                    settlement: Settlement | None = None) -> int:
         """Store everything one pull found, and the annotator's cursor, in one transaction.
 
-        Annotations for examples this ledger never picked (or returned to the pool) are ignored.
-        Examples whose task disappeared go back to the pool. Returns the number of new annotations.
+        Annotations for examples this ledger never picked (or returned to the pool) are ignored. Examples
+        whose task disappeared go back to the pool (or, in the expert lane, get a new specialist task).
+        Returns the number of new annotations.
         """
         with self.transaction() as db:
-            added = _insert_annotations(db, result.annotations, strict=False)
-            _mark_skipped(db, result.skipped)
-            _return_to_pool(db, result.removed)
+            added, touched = _insert_annotations(db, result.annotations, strict=False, lane=lane)
+            if lane == EXPERT_LANE:
+                _expert_skipped(db, result.cancelled.keys() | set(result.skipped))
+                db.executemany("UPDATE examples SET expert_task_id = NULL WHERE id = ? AND adjudication = "
+                               "'pending'", [(e,) for e in result.removed])
+            else:
+                _mark_skipped(db, result.skipped)
+                _return_to_pool(db, result.removed)
+                _count_skips(db, result.cancelled)
+            _settle(db, touched | set(result.cancelled), settlement or Settlement())
             if result.cursor is not None:
                 db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (cursor_key, result.cursor))
@@ -291,9 +366,34 @@ class Ledger:
 
     def annotations(self) -> list[dict[str, object]]:
         """Every stored annotation (the audit trail), oldest first."""
-        cursor = self._db.execute("SELECT * FROM annotations ORDER BY seq")
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return _rows(self._db.execute("SELECT * FROM annotations ORDER BY seq"))
+
+    def examples(self, statuses: Sequence[str] = ("labeled",)) -> list[dict[str, object]]:
+        """Stored examples with these statuses, every column, in round then rank order."""
+        marks = ",".join("?" * len(statuses))
+        return _rows(self._db.execute(f"SELECT * FROM examples WHERE status IN ({marks}) ORDER BY round, rank",
+                                      tuple(statuses)))
+
+    def current_answers(self, lane: str = ROUTINE) -> list[tuple[str, str, str, int, str]]:
+        """Answers in force (not superseded) of examples in use: (example id, annotator, label, round, purpose),
+        oldest first; one per annotator and example (their latest)."""
+        rows = self._db.execute(
+            "SELECT a.example_id, a.annotator, a.value, e.round, e.purpose FROM annotations a JOIN examples e ON "
+            "e.id = a.example_id WHERE a.lane = ? AND a.superseded_by IS NULL AND e.status <> 'unlabeled' "
+            "ORDER BY a.created_at, a.seq", (lane,)).fetchall()
+        latest = {(example, who): (example, who, value, round_, purpose)
+                  for example, who, value, round_, purpose in rows}
+        return list(latest.values())
+
+    def apply_consensus(self, labels: dict[str, str], method: str) -> int:
+        """Set the training label of labeled examples (not those a specialist decided) and record the method.
+        Returns how many labels changed."""
+        with self.transaction() as db:
+            before = db.total_changes
+            db.executemany("UPDATE examples SET label = ?, label_method = ? WHERE id = ? AND status = 'labeled' "
+                           "AND adjudication IS NOT 'expert' AND (label IS NOT ? OR label_method IS NOT ?)",
+                           [(label, method, e, label, method) for e, label in labels.items()])
+            return db.total_changes - before
 
     def round_ambiguities(self, round_index: int) -> list[tuple[float | None]]:
         """Ambiguity of each example picked in a round, in rank order."""
@@ -313,10 +413,12 @@ class Ledger:
 
     def routed_unpushed(self) -> list[dict[str, object]]:
         """Review decisions whose task is not created yet, least confident first."""
-        cursor = self._db.execute("SELECT * FROM routed WHERE decision = 'review' AND task_id IS NULL "
-                                  "ORDER BY confidence, id")
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return _rows(self._db.execute("SELECT * FROM routed WHERE decision = 'review' AND task_id IS NULL "
+                                      "ORDER BY confidence, id"))
+
+    def routed_reviewed(self) -> list[dict[str, object]]:
+        """Routed items a person labeled, every column, oldest first."""
+        return _rows(self._db.execute("SELECT * FROM routed WHERE label IS NOT NULL ORDER BY labeled_at, id"))
 
     def mark_routed_pushed(self, task_ids: dict[str, str]) -> None:
         with self.transaction() as db:
@@ -358,7 +460,20 @@ class Ledger:
             db.execute("UPDATE rounds SET status = 'logged' WHERE round = ?", (round_index,))
 
 
-def _insert_annotations(db: sqlite3.Connection, annotations: Iterable[Annotation], strict: bool) -> int:
+def _rows(cursor: sqlite3.Cursor) -> list[dict[str, object]]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    for table, column, definition in ADDED_COLUMNS:
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
+def _insert_annotations(db: sqlite3.Connection, annotations: Iterable[Annotation], strict: bool,
+                        lane: str = ROUTINE) -> tuple[int, set[str]]:
+    """Store new annotations; returns how many were new and the examples they answer."""
     now = utc_now()
     added = 0
     touched: set[str] = set()
@@ -374,24 +489,88 @@ def _insert_annotations(db: sqlite3.Connection, annotations: Iterable[Annotation
                 raise ValueError(f"annotation for unknown example {a.example_id!r} (never picked)")
             log.warning("ignoring an annotation of %r: this run did not ask for it", a.example_id)
             continue
-        if _already_recorded(db, a):
+        if _already_recorded(db, a, lane):
             continue
         cursor = db.execute(
             "INSERT INTO annotations (example_id, value, annotator, created_at, updated_at, lead_time, "
-            "external_id, round, model_version, predicted_label, confidence, recorded_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "external_id, round, model_version, predicted_label, confidence, recorded_at, lane) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (a.example_id, a.label, a.annotator, a.created_at, a.updated_at, a.lead_time, a.external_id,
-             *context, now))
+             *context, now, lane))
         db.execute("UPDATE annotations SET superseded_by = ? WHERE example_id = ? AND seq <> ? AND "
-                   "superseded_by IS NULL AND ((external_id IS NOT NULL AND external_id = ?) OR "
+                   "superseded_by IS NULL AND lane = ? AND ((external_id IS NOT NULL AND external_id = ?) OR "
                    "(external_id IS NULL AND ? IS NULL AND annotator = ?))",
-                   (cursor.lastrowid, a.example_id, cursor.lastrowid, a.external_id, a.external_id, a.annotator))
+                   (cursor.lastrowid, a.example_id, cursor.lastrowid, lane, a.external_id, a.external_id,
+                    a.annotator))
         added += 1
         touched.add(a.example_id)
-    for example_id in touched:
-        db.execute("UPDATE examples SET status = 'labeled', label = ?, updated_at = ? WHERE id = ?",
-                   (_majority(db, example_id), now, example_id))
-    return added
+    return added, touched
+
+
+def _settle(db: sqlite3.Connection, example_ids: Iterable[str], settlement: Settlement) -> None:
+    """Decide what each example's answers make of it: still waiting, skipped, escalated, or labeled.
+
+    A specialist's answer wins. Otherwise an example is complete once `required` annotators answered or
+    skipped it; then its label is the majority of the answers (Dawid-Skene, when configured, is applied by
+    the loop before training), unless they split below the escalation share: then it waits for a specialist.
+    """
+    now = utc_now()
+    for example_id in sorted(example_ids):
+        row = db.execute("SELECT status, required, skips, adjudication FROM examples WHERE id = ?",
+                         (example_id,)).fetchone()
+        if row is None or row[0] == "unlabeled":
+            continue
+        status, required, skips, adjudication = row
+        answers = _current_answers(db, example_id)
+        expert = db.execute("SELECT value FROM annotations WHERE example_id = ? AND lane = ? AND superseded_by IS "
+                            "NULL ORDER BY created_at DESC, seq DESC", (example_id, EXPERT_LANE)).fetchone()
+        vote = majority([value for value, _ in answers]) if answers else None
+        share = None if vote is None else vote.share
+        if expert is not None:
+            db.execute("UPDATE examples SET status = 'labeled', label = ?, label_method = ?, agreement = ?, "
+                       "adjudication = 'expert', updated_at = ? WHERE id = ?",
+                       (expert[0], EXPERT, share, now, example_id))
+            continue
+        if adjudication == "pending":
+            continue  # waiting for the specialist
+        if status == "queued" and len(answers) + skips < required:
+            continue  # waiting for more annotators
+        if vote is None:
+            if status == "queued":
+                (_return_to_pool if settlement.repush_skipped else _mark_skipped)(db, [example_id])
+            continue
+        escalate = settlement.escalate_below
+        if status == "queued" and adjudication is None and escalate is not None and vote.answers >= 2 \
+                and vote.share < escalate:
+            db.execute("UPDATE examples SET adjudication = 'pending', escalated_at = ?, agreement = ?, "
+                       "updated_at = ? WHERE id = ?", (now, share, now, example_id))
+            continue
+        db.execute("UPDATE examples SET status = 'labeled', label = ?, label_method = ?, agreement = ?, "
+                   "updated_at = ? WHERE id = ?",
+                   (vote.label, SINGLE if vote.answers == 1 else MAJORITY, share, now, example_id))
+
+
+def _current_answers(db: sqlite3.Connection, example_id: str) -> list[tuple[str, str]]:
+    """(label, annotator) of the routine answers in force, one per annotator (their latest), oldest first.
+    A tie in the majority goes to the answer created first."""
+    rows = db.execute("SELECT value, annotator FROM annotations WHERE example_id = ? AND lane = ? AND superseded_by "
+                      "IS NULL ORDER BY created_at, seq", (example_id, ROUTINE)).fetchall()
+    latest: dict[str, tuple[str, str]] = {}
+    for value, who in rows:
+        latest.pop(who, None)
+        latest[who] = (value, who)
+    return list(latest.values())
+
+
+def _count_skips(db: sqlite3.Connection, cancelled: dict[str, int]) -> None:
+    db.executemany("UPDATE examples SET skips = MAX(skips, ?) WHERE id = ? AND status = 'queued'",
+                   [(n, e) for e, n in cancelled.items()])
+
+
+def _expert_skipped(db: sqlite3.Connection, example_ids: Iterable[str]) -> None:
+    """A specialist skipped: the example falls back to the consensus of its answers."""
+    db.executemany("UPDATE examples SET adjudication = 'expert_skipped' WHERE id = ? AND adjudication = 'pending'",
+                   [(e,) for e in example_ids])
 
 
 def _record_review(db: sqlite3.Connection, a: Annotation) -> bool | None:
@@ -427,17 +606,9 @@ def _fetch_taken(db: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
     return taken
 
 
-def _already_recorded(db: sqlite3.Connection, a: Annotation) -> bool:
+def _already_recorded(db: sqlite3.Connection, a: Annotation, lane: str) -> bool:
+    """Whether this answer is the one in force already (an answer changed back to an older value is new)."""
     row = db.execute("SELECT 1 FROM annotations WHERE example_id = ? AND annotator = ? AND external_id IS ? AND "
-                     "updated_at IS ? AND value = ?",
-                     (a.example_id, a.annotator, a.external_id, a.updated_at, a.label)).fetchone()
+                     "updated_at IS ? AND value = ? AND lane = ? AND superseded_by IS NULL",
+                     (a.example_id, a.annotator, a.external_id, a.updated_at, a.label, lane)).fetchone()
     return row is not None
-
-
-def _majority(db: sqlite3.Connection, example_id: str) -> str:
-    """Majority label over current (not superseded) annotations; a tie goes to the answer created first."""
-    values = [r[0] for r in db.execute("SELECT value FROM annotations WHERE example_id = ? AND superseded_by "
-                                       "IS NULL ORDER BY created_at, seq", (example_id,))]
-    counts = Counter(values)
-    best = max(counts.values())
-    return next(v for v in values if counts[v] == best)

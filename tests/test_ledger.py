@@ -10,13 +10,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from al_loop.annotators.base import Annotation
 from al_loop.errors import LedgerBusyError, LedgerMismatchError
-from al_loop.ledger import Ledger, Pick
+from al_loop.ledger import Ledger, Pick, Settlement
 
 
 def picks(*ids: str) -> list[Pick]:
@@ -392,7 +392,7 @@ class LedgerMachine(RuleBasedStateMachine):
         answer = ann(example, label, annotator=annotator, external_id=f"{example}-{annotator}",
                      updated_at=label)
         already = any(r["example_id"] == example and r["annotator"] == annotator and r["value"] == label
-                      for r in self.ledger.annotations())
+                      and r["superseded_by"] is None for r in self.ledger.annotations())
         added = self.ledger.record_annotations([answer])
         assert added == (0 if already else 1)
         self.n_annotations += added
@@ -475,3 +475,128 @@ def test_record_pull_is_all_or_nothing(ledger: Ledger, monkeypatch: pytest.Monke
         ledger.record_pull(PullResult(annotations=[ann("a", "dog")], skipped=["b"], cursor="c1"))
     assert ledger.status_counts() == {"queued": 2}
     assert ledger.get_meta("pull_cursor") is None and ledger.annotations() == []
+
+
+# -- overlap, skips, adjudication --------------------------------------------------------------------
+
+
+def overlapped(*ids: str, required: int = 3) -> list[Pick]:
+    return [Pick(example_id=e, rank=i, ambiguity=None, predicted_label="cat", confidence=0.6, required=required)
+            for i, e in enumerate(ids)]
+
+
+def test_an_overlapped_example_waits_for_all_its_annotators(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", overlapped("a"))
+    ledger.record_annotations([ann("a", "dog", "alice", "ls-1"), ann("a", "cat", "bob", "ls-2")])
+    assert ledger.labels() == {} and ledger.pending() == {"a": None}, "2 of 3 answers: not a label yet"
+    ledger.record_annotations([ann("a", "dog", "carol", "ls-3")])
+    assert ledger.labels() == {"a": "dog"}
+    (row,) = ledger.examples()
+    assert row["label_method"] == "majority" and row["agreement"] == pytest.approx(2 / 3)
+    assert row["required"] == 3 and row["adjudication"] is None
+
+
+def test_skips_count_towards_completion_and_everyone_skipping_skips_the_example(ledger: Ledger):
+    from al_loop.annotators.base import PullResult
+
+    ledger.queue_round(0, "margin", "v0", overlapped("a", "b", "c", required=2))
+    ledger.record_pull(PullResult(annotations=[ann("a", "dog", "alice", "ls-1")], cancelled={"a": 1, "b": 1}))
+    assert ledger.status_counts() == {"labeled": 1, "queued": 2}
+    assert ledger.examples()[0]["label_method"] == "single"
+    ledger.record_pull(PullResult(cancelled={"b": 2}))
+    assert ledger.status_counts() == {"labeled": 1, "skipped": 1, "queued": 1}
+    ledger.record_pull(PullResult(cancelled={"c": 2}), settlement=Settlement(repush_skipped=True))
+    assert "c" not in ledger.used_ids(), "with repush_skipped the example goes back to the pool"
+
+
+def test_a_split_goes_to_a_specialist_whose_answer_wins(ledger: Ledger):
+    from al_loop.annotators.base import PullResult
+
+    rule = Settlement(escalate_below=0.7)
+    ledger.queue_round(0, "margin", "v0", overlapped("a", "b"))
+    ledger.mark_pushed({"a": "1", "b": "2"})
+    answers = [ann("a", "dog", "alice", "ls-1"), ann("a", "cat", "bob", "ls-2"), ann("a", "dog", "carol", "ls-3"),
+               ann("b", "cat", "alice", "ls-4"), ann("b", "cat", "bob", "ls-5"), ann("b", "cat", "carol", "ls-6")]
+    ledger.record_pull(PullResult(annotations=answers), settlement=rule)
+    assert ledger.labels() == {"b": "cat"}, "a 2-1 split is below 0.7: no label until the specialist answers"
+    assert ledger.pending() == {}, "routine annotators are done with it"
+    assert ledger.escalations_unpushed() == [("a", 0, 0)]
+    assert ledger.answers_of("a") == [("alice", "dog"), ("bob", "cat"), ("carol", "dog")]
+    assert ledger.round_progress(0) == (1, 2), "the round waits for the specialist"
+
+    ledger.mark_escalations_pushed({"a": "91"})
+    assert ledger.escalations_unpushed() == [] and ledger.escalations_pending() == {"a": "91"}
+    expert = ann("a", "cat", "expert1", "ls-99", created_at="2026-01-02T00:00:00.000+00:00")
+    ledger.record_pull(PullResult(annotations=[expert]), cursor_key="expert_pull_cursor", lane="expert",
+                       settlement=rule)
+    assert ledger.labels() == {"a": "cat", "b": "cat"}, "the specialist outranks the 2-1 majority"
+    row = next(r for r in ledger.examples() if r["id"] == "a")
+    assert (row["label_method"], row["adjudication"]) == ("expert", "expert")
+    assert ledger.escalations_pending() == {}
+    assert ledger.apply_consensus({"a": "dog", "b": "dog"}, "dawid_skene") == 1, "an expert label is kept"
+    assert ledger.labels() == {"a": "cat", "b": "dog"}
+    assert [r["lane"] for r in ledger.annotations()] == ["routine"] * 6 + ["expert"]
+
+
+def test_a_skipping_specialist_leaves_the_majority_and_a_deleted_task_is_pushed_again(ledger: Ledger):
+    from al_loop.annotators.base import PullResult
+
+    rule = Settlement(escalate_below=0.7)
+    ledger.queue_round(0, "margin", "v0", overlapped("a", "b", required=2))
+    ledger.record_annotations([ann("a", "dog", "alice"), ann("a", "cat", "bob"), ann("b", "dog", "alice"),
+                               ann("b", "cat", "bob")], settlement=rule)
+    ledger.mark_escalations_pushed({"a": "7", "b": "8"})
+    ledger.record_pull(PullResult(cancelled={"a": 1}, removed=["b"]), lane="expert", settlement=rule)
+    assert ledger.labels() == {"a": "dog"}, "the specialist skipped: the majority (tie -> first answer) stands"
+    assert next(r for r in ledger.examples() if r["id"] == "a")["adjudication"] == "expert_skipped"
+    assert ledger.escalations_unpushed() == [("b", 0, 1)], "its specialist task was deleted: push it again"
+
+
+def test_an_old_ledger_gains_the_new_columns_and_keeps_its_rows(path: Path):
+    with Ledger.open(path) as ledger:
+        ledger.queue_round(0, "margin", "v0", picks("a"))
+        ledger.record_annotations([ann("a", "cat")])
+    with sqlite3.connect(path) as db:  # as written before overlap existed
+        for column in ("required", "skips", "label_method", "agreement", "adjudication", "escalated_at",
+                       "expert_task_id"):
+            db.execute(f"ALTER TABLE examples DROP COLUMN {column}")
+        db.execute("ALTER TABLE annotations DROP COLUMN lane")
+    with Ledger.open(path) as ledger:
+        assert ledger.labels() == {"a": "cat"}
+        assert ledger.examples()[0]["required"] == 1 and ledger.annotations()[0]["lane"] == "routine"
+
+
+def test_read_only_opens_while_a_loop_holds_the_lock(path: Path):
+    with Ledger.open(path) as ledger:
+        ledger.queue_round(0, "margin", "v0", picks("a"))
+        ledger.record_annotations([ann("a", "cat")])
+        with Ledger.read_only(path) as reader:
+            assert reader.labels() == {"a": "cat"}
+            with pytest.raises(sqlite3.OperationalError):
+                reader.set_meta("x", "y")
+    with pytest.raises(FileNotFoundError):
+        with Ledger.read_only(path.with_name("missing.sqlite")):
+            pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4), st.lists(st.tuples(st.sampled_from(["al", "bo", "cy", "di"]), st.sampled_from("xy")),
+                                   max_size=8))
+def test_the_label_is_the_majority_of_current_answers_once_enough_have_answered(required: int,
+                                                                                answers: list[tuple[str, str]]):
+    with tempfile.TemporaryDirectory() as folder, Ledger.open(Path(folder) / "l.sqlite") as ledger:
+        ledger.queue_round(0, "margin", "v0", overlapped("a", required=required))
+        for i, (who, value) in enumerate(answers):
+            ledger.record_annotations([ann("a", value, who, created_at=f"2026-01-01T00:00:{i:02d}.000+00:00")])
+        latest: dict[str, str] = {}
+        for who, value in answers:
+            if latest.get(who) == value:
+                continue  # the same answer again is not a new answer
+            latest.pop(who, None)
+            latest[who] = value
+        if len(latest) < required:
+            assert ledger.labels() == {}
+        else:
+            values = list(latest.values())
+            best = max(values.count(v) for v in values)
+            assert ledger.labels() == {"a": next(v for v in values if values.count(v) == best)}

@@ -28,6 +28,8 @@ class TaskRequest:
     ambiguity: float | None = None
     model_version: str | None = None
     purpose: str = "train"  # "eval": an evaluation task, never used for training
+    overlap: int = 1  # how many annotators answer it
+    prior_answers: tuple[tuple[str, str], ...] = ()  # for a specialist: (annotator, label) given before
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,11 @@ class Annotation:
 
 @dataclass
 class PullResult:
-    """What a pull found: new or updated answers, skipped examples, and examples whose task is gone."""
+    """What a pull found: new or updated answers, skips, and examples whose task is gone."""
 
     annotations: list[Annotation] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # skipped by everyone asked
+    cancelled: dict[str, int] = field(default_factory=dict)  # example -> annotators who skipped its task
     removed: list[str] = field(default_factory=list)
     cursor: str | None = None  # where the next pull starts (opaque to the loop; stored with the answers)
 
