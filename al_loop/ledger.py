@@ -434,6 +434,11 @@ class Ledger:
         return self._db.execute("SELECT id, data, label FROM routed WHERE label IS NOT NULL "
                                 "ORDER BY labeled_at, id").fetchall()
 
+    def adjudication_counts(self) -> dict[str, int]:
+        """Examples sent to specialists, by outcome: pending, expert, expert_skipped."""
+        return dict(self._db.execute("SELECT adjudication, COUNT(*) FROM examples WHERE adjudication IS NOT NULL "
+                                     "GROUP BY adjudication").fetchall())
+
     def status_counts(self) -> dict[str, int]:
         return dict(self._db.execute("SELECT status, COUNT(*) FROM examples GROUP BY status").fetchall())
 

@@ -24,14 +24,16 @@ from scipy import sparse
 from sklearn.pipeline import Pipeline
 
 from al_loop import __version__
+from al_loop.agreement import agreement_report, as_metrics
 from al_loop.annotators.base import Annotator, TaskRequest
-from al_loop.annotators.factory import build_annotator
+from al_loop.annotators.factory import build_annotator, build_specialists
 from al_loop.config import Config, LabelStudioAnnotatorConfig
+from al_loop.consensus import DAWID_SKENE, dawid_skene
 from al_loop.decisions import break_even_metrics, routing_metrics, stop_rule_fired, stop_set, stop_set_kappa
 from al_loop.distributed import connect as dask_connect
 from al_loop.distributed import top_candidates as dask_top_candidates
 from al_loop.errors import ConfigError, DataError, WaitTimeout
-from al_loop.ledger import Ledger, Pick, RoundRecord
+from al_loop.ledger import EXPERT_LANE, ROUTINE, Ledger, Pick, RoundRecord, Settlement
 from al_loop.model import FittedModel, build_estimator, evaluate, fit
 from al_loop.plots import plot_learning_curve
 from al_loop.scoring import DIVERSE, Ranked, farthest_first, top_candidates
@@ -68,7 +70,7 @@ OnRound = Callable[[RoundRecord], None]
 
 def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: Annotator | None = None,
              parent_run_id: str | None = None, on_round: OnRound | None = None, wait: bool = True,
-             extra_tags: dict[str, str] | None = None) -> LoopResult:
+             extra_tags: dict[str, str] | None = None, specialists: Annotator | None = None) -> LoopResult:
     """Run (or resume) the loop of a config until its budget, max rounds, or the pool runs out.
 
     With `wait=False`, return as soon as the loop would have to wait for annotators.
@@ -85,7 +87,8 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
         run_id = tracker.run_for_ledger(ledger, config.run_name, tags, config.flat_params(), parent_run_id)
         try:
             loop = _Loop(config, workspace, ledger, tracker, run_id,
-                         annotator or build_annotator(config, workspace, ledger), on_round)
+                         annotator or build_annotator(config, workspace, ledger), on_round,
+                         specialists or build_specialists(config, workspace, ledger))
             try:
                 reason, finished = loop.run(wait)
             finally:
@@ -98,7 +101,8 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
             if status != "RUNNING":
                 tracker.end_run(run_id, status)
             raise
-        labelstudio = {k: v for k in ("labelstudio_url", "labelstudio_project") if (v := ledger.get_meta(k))}
+        labelstudio = {k: v for k in ("labelstudio_url", "labelstudio_project", "labelstudio_expert_project")
+                       if (v := ledger.get_meta(k))}
         return LoopResult(run_id=run_id, run_dir=run_dir, rounds=ledger.rounds(), stopped_because=reason,
                           finished=finished, labelstudio=labelstudio)
 
@@ -123,13 +127,16 @@ class _Loop:
     """The state machine of one run; every transition is read from and written to the ledger."""
 
     def __init__(self, config: Config, workspace: Workspace, ledger: Ledger, tracker: Tracker, run_id: str,
-                 annotator: Annotator, on_round: OnRound | None) -> None:
+                 annotator: Annotator, on_round: OnRound | None, specialists: Annotator | None = None) -> None:
         self.config = config
         self.ws = workspace
         self.ledger = ledger
         self.tracker = tracker
         self.run_id = run_id
         self.annotator = annotator
+        self.specialists = specialists
+        self.settlement = Settlement(escalate_below=config.quality.adjudication.min_agreement,
+                                     repush_skipped=getattr(config.annotator, "repush_skipped", False))
         self.on_round = on_round
         self.template = build_estimator(config.model, config.seed)
         self.has_eval_round = config.evaluation.size > 0
@@ -137,6 +144,7 @@ class _Loop:
         self._cached: tuple[tuple[int, int], FittedModel] | None = None
         self._select_seconds: dict[int, float] = {}  # measured in this process (a resumed round has none)
         self._dask: Any = None
+        self._flagged: set[str] = set()  # annotators already warned about in this process
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -204,10 +212,11 @@ class _Loop:
         picks = []
         for rank, (row, score) in enumerate(zip(rows, scores, strict=True), start=1):
             guess = None if proba is None else int(proba[rank - 1].argmax())
-            picks.append(Pick(example_id=str(self.ws.splits.pool.ids[row]), rank=rank,
-                              ambiguity=None if np.isnan(score) else float(score),
+            example_id = str(self.ws.splits.pool.ids[row])
+            picks.append(Pick(example_id=example_id, rank=rank, ambiguity=None if np.isnan(score) else float(score),
                               predicted_label=None if guess is None else self.ws.classes[guess],
-                              confidence=None if guess is None else float(proba[rank - 1, guess])))
+                              confidence=None if guess is None else float(proba[rank - 1, guess]),
+                              required=self.config.required_answers(example_id)))
         version = None if model is None else f"{self.config.run_name}/round-{round_index - 1}"
         self.ledger.queue_round(round_index, strategy, version, picks, purpose=purpose)
         self._select_seconds[round_index] = time.perf_counter() - started
@@ -276,8 +285,33 @@ class _Loop:
                                      predicted_label=pick.predicted_label, confidence=pick.confidence,
                                      ambiguity=pick.ambiguity, model_version=records[round_index].model_version,
                                      purpose="eval" if records[round_index].strategy == EVALUATION_STRATEGY
-                                     else "train"))
+                                     else "train", overlap=pick.required))
         self.ledger.mark_pushed(self.annotator.push(tasks))
+
+    def adjudicate(self) -> None:
+        """Push examples whose annotators disagreed to the specialists, with the earlier answers, and pull
+        the specialists' answers (which win)."""
+        if self.specialists is None:
+            return
+        waiting = self.ledger.escalations_unpushed()
+        if waiting:
+            records = {r.round: r for r in self.ledger.rounds()}
+            tasks = []
+            for example_id, round_index, rank in waiting:
+                pick = self.ledger.pick_of(example_id)
+                prior = self.ledger.answers_of(example_id)
+                if pick.predicted_label is not None:
+                    prior.append(("model", f"{pick.predicted_label} (confidence {pick.confidence:.2f})"))
+                tasks.append(TaskRequest(example_id=example_id, round=round_index, rank=rank,
+                                         data=self.ws.splits.pool.inputs.iloc[self.ws.row_of[example_id]].to_dict(),
+                                         model_version=records[round_index].model_version,
+                                         purpose="adjudication", prior_answers=tuple(prior)))
+            self.ledger.mark_escalations_pushed(self.specialists.push(tasks))
+        pending = self.ledger.escalations_pending()
+        if pending:
+            result = self.specialists.pull(pending, self.ledger.get_meta("expert_pull_cursor"))
+            self.ledger.record_pull(result, cursor_key="expert_pull_cursor", lane=EXPERT_LANE,
+                                    settlement=self.settlement)
 
     def collect(self, round_index: int, wait: bool) -> bool:
         """Pull answers until enough of the round is answered; without `wait`, pull once.
@@ -291,7 +325,9 @@ class _Loop:
         while True:
             pending = {**self.ledger.routed_pending(), **self.ledger.pending()}
             if pending:
-                self.ledger.record_pull(self.annotator.pull(pending, self.ledger.get_meta("pull_cursor")))
+                self.ledger.record_pull(self.annotator.pull(pending, self.ledger.get_meta("pull_cursor")),
+                                        settlement=self.settlement)
+            self.adjudicate()
             answered, total = self.ledger.round_progress(round_index)
             if total == 0 or answered >= min_fraction * total:
                 return True
@@ -308,8 +344,10 @@ class _Loop:
         """Retrain on all training labels, evaluate, and store the round's metrics.
 
         Metrics come from the annotator-labeled evaluation set when there is one (also logging the held-out
-        test split as test_* if it exists), else from the held-out test split.
+        test split as test_* if it exists), else from the held-out test split. Labels are settled first
+        (Dawid-Skene, when configured), and the annotators' agreement is measured.
         """
+        self.resolve_consensus()
         labels = self.ledger.labels()
         metrics: dict[str, float] = {"round": float(round_index),
                                      "reviewed_routed_labels": float(len(self.ledger.routed_labels()))}
@@ -325,6 +363,7 @@ class _Loop:
                 if test is not None and self.ws.x_test is not None:
                     metrics |= {f"test_{k}": v for k, v in evaluate(model, self.ws.x_test, test.labels).items()}
             metrics |= self.decisions(round_index, model, labels, held_out, metrics)
+        metrics |= self.quality_metrics(round_index)
         picked = [r[0] for r in self.ledger.round_ambiguities(round_index) if r[0] is not None]
         if picked:
             metrics["pick_ambiguity"] = float(np.mean(picked))
@@ -333,6 +372,43 @@ class _Loop:
             metrics["select_seconds"] = select_seconds
         metrics["round_seconds"] = time.perf_counter() - started + (select_seconds or 0.0)
         self.ledger.finish_round(round_index, len(labels), metrics)
+
+    def resolve_consensus(self) -> None:
+        """With quality.consensus dawid_skene, relabel every answered example by Dawid-Skene over all answers
+        (the specialists' included, as one more annotator; their own labels are kept)."""
+        if self.config.quality.consensus != DAWID_SKENE:
+            return
+        rows = self.ledger.current_answers(ROUTINE) + self.ledger.current_answers(EXPERT_LANE)
+        if not rows:
+            return
+        answers = pd.DataFrame([r[:3] for r in rows], columns=["example_id", "annotator", "label"])
+        posterior = dawid_skene(answers, self.ws.classes)["label"]
+        labeled = {**self.ledger.labels("eval"), **self.ledger.labels()}
+        self.ledger.apply_consensus({e: posterior[e] for e in labeled if e in posterior.index}, DAWID_SKENE)
+
+    def quality_metrics(self, round_index: int) -> dict[str, float]:
+        """Agreement among annotators (this round's examples, and all so far), per-annotator agreement with
+        the consensus and accuracy against the label column when the pool has one; flagged annotators."""
+        rows = self.ledger.current_answers(ROUTINE)
+        answers = pd.DataFrame(rows, columns=["example_id", "annotator", "label", "round", "purpose"])
+        if answers["annotator"].nunique() < 2:
+            return {}
+        consensus = {**self.ledger.labels("eval"), **self.ledger.labels()}
+        pool = self.ws.splits.pool
+        truth = None if pool.labels is None else dict(zip(pool.ids, pool.labels, strict=True))
+        flag_below = self.config.quality.flag_below
+        overall = agreement_report(answers, consensus, self.ws.classes, truth, flag_below)
+        this_round = agreement_report(answers[answers["round"] == round_index], consensus, self.ws.classes, truth,
+                                      flag_below)
+        newly = [a for a in overall.flagged if a not in self._flagged]
+        if newly:
+            log.warning("flagged: %s agree(s) with the consensus less than %.0f%% of the time (quality.flag_below);"
+                        " see annotator/*/agreement in MLflow", ", ".join(newly), 100 * flag_below)
+            self._flagged.update(newly)
+        adjudication = self.ledger.adjudication_counts()
+        return (as_metrics(overall, "agreement/overall") | as_metrics(this_round, "agreement/round", False)
+                | {"consensus/escalated": float(sum(adjudication.values())),
+                   "consensus/adjudicated": float(adjudication.get("expert", 0))})
 
     def held_out(self, eval_labels: dict[str, str]) -> tuple[Any, np.ndarray] | None:
         """The rows metrics are measured on: the annotated evaluation set if there is one, else the test split."""
@@ -404,6 +480,10 @@ class _Loop:
             if self.config.tracking.log_model and model is not None and hasattr(model.estimator, "fit"):
                 pipeline = Pipeline([("features", self.ws.featurizer), ("model", model.estimator)])
                 self.tracker.log_model(self.run_id, pipeline)
-            self.tracker.set_tags(self.run_id, {"stopped_because": reason})
+            last = rounds[-1].metrics if rounds else {}
+            flagged = [key.split("/")[1] for key, value in last.items()
+                       if key.startswith("annotator/") and key.endswith("/flagged") and value == 1.0]
+            self.tracker.set_tags(self.run_id, {"stopped_because": reason, **(
+                {"flagged_annotators": ", ".join(flagged)} if flagged else {})})
             self.ledger.set_meta("finished", finished_key)
         self.tracker.end_run(self.run_id)

@@ -4,6 +4,9 @@ Push is one bulk import per round, idempotent by example id: tasks carry `al_id`
 before importing (or after a failed import) the round's existing tasks are looked up, so a crash between
 the import and the ledger write never creates a task twice.
 
+Each task's overlap (how many annotators answer it) is set on the task itself: Label Studio's labeling
+stream keeps serving a task to other annotators until that many answered (community edition included).
+
 Pull asks which tasks changed since the cursor (a cheap listing), exports just those with their
 annotations, and reports deleted tasks. The cursor is the newest task `updated_at` seen; each pull
 re-reads a few seconds before it, and the ledger drops what it already has.
@@ -21,7 +24,7 @@ from al_loop.annotators.base import Annotation, PullResult, TaskRequest
 from al_loop.errors import ServiceError
 from al_loop.labelstudio.bots import Bots
 from al_loop.labelstudio.connection import Connection, call, dm_filters
-from al_loop.labelstudio.project import CHOICES_NAME, TEXT_NAME
+from al_loop.labelstudio.project import CHOICES_NAME, PRIOR_NAME, TEXT_NAME
 
 log = logging.getLogger(__name__)
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # the Data Manager's datetime filter accepts exactly this
@@ -36,15 +39,15 @@ class LabelStudioAnnotator:
     name = "labelstudio"
 
     def __init__(self, conn: Connection, project_id: int, classes: Sequence[str], text_column: str | None,
-                 bots: Bots | None = None, repush_skipped: bool = False) -> None:
+                 bots: Bots | None = None) -> None:
         self.conn = conn
         self.project_id = project_id
         self.classes = list(classes)
         self.text_column = text_column
         self.bots = bots
-        self.repush_skipped = repush_skipped
         self._users: dict[int, str] = {}
         self._model_version: str | None = None
+        self._default_overlap: int | None = None
 
     # -- push -------------------------------------------------------------------------------------
 
@@ -59,8 +62,28 @@ class LabelStudioAnnotator:
             new = [t for t in batch if t.example_id not in existing]
             if new:
                 pushed.update(self._import(round_index, new))
+            self._set_overlap(batch, pushed)
             self._set_model_version(batch)
         return pushed
+
+    def _set_overlap(self, batch: Sequence[TaskRequest], task_ids: Mapping[str, str]) -> None:
+        """Give each task the overlap it asks for. Imported tasks get the project's maximum annotations (the
+        import ignores a per-task value), so only tasks asking for another count are updated, one call each;
+        repeating it after a crash is harmless."""
+        if self._default_overlap is None:
+            project = call(lambda: self.conn.client.projects.get(id=self.project_id), self.conn.url,
+                           "read the project")
+            self._default_overlap = int(project.maximum_annotations or 1)
+        http = self.conn.client._client_wrapper.httpx_client
+        for task in batch:
+            if task.overlap == self._default_overlap:
+                continue
+            task_id = task_ids[task.example_id]
+            response = call(lambda t=task_id, o=task.overlap: http.request(
+                f"api/tasks/{t}", method="PATCH", json={"overlap": o}), self.conn.url, "set a task's overlap")
+            if response.status_code != 200:
+                raise ServiceError(f"setting the overlap of task {task_id} on {self.conn.url} failed (HTTP "
+                                   f"{response.status_code}: {response.text[:200]}); re-run to retry")
 
     def _import(self, round_index: int, batch: list[TaskRequest]) -> dict[str, str]:
         payload = [self.task_payload(t) for t in batch]
@@ -87,6 +110,8 @@ class LabelStudioAnnotator:
                 "al_rank": task.rank, "al_purpose": task.purpose}
         if task.ambiguity is not None:
             data["al_ambiguity"] = round(float(task.ambiguity), 6)
+        if task.prior_answers:
+            data[PRIOR_NAME] = "\n".join(f"{who}: {label}" for who, label in task.prior_answers)
         payload: dict[str, Any] = {"data": data}
         if task.predicted_label is not None:
             payload["predictions"] = [{
@@ -139,7 +164,7 @@ class LabelStudioAnnotator:
         stamps = [_stamp(task["updated_at"]) for task in tasks if task.get("updated_at")]
         if stamps:
             result.cursor = max([*stamps, since] if since else stamps)
-        answered = {a.example_id for a in result.annotations} | set(result.skipped) | set(result.removed)
+        answered = {a.example_id for a in result.annotations} | set(result.cancelled) | set(result.removed)
         result.removed += self._deleted({e: t for e, t in pending.items() if e not in answered})
         return result
 
@@ -206,7 +231,6 @@ class LabelStudioAnnotator:
         example_id = str((task.get("data") or {}).get("al_id", ""))
         if not example_id:
             return  # a task al-loop did not create
-        answered = False
         for annotation in task.get("annotations") or []:
             if annotation.get("was_cancelled"):
                 continue
@@ -217,14 +241,14 @@ class LabelStudioAnnotator:
             if choice not in self.classes:
                 problems.append(f"task {task.get('id')} (example {example_id}) by {who}: {choice!r}")
                 continue
-            answered = True
             result.annotations.append(Annotation(
                 example_id=example_id, label=choice, annotator=who,
                 created_at=str(annotation.get("created_at")), updated_at=annotation.get("updated_at"),
                 lead_time=annotation.get("lead_time"), external_id=f"ls-{annotation.get('id')}"))
         still_waiting = str(pending.get(example_id)) == str(task.get("id"))  # not an older task of it
-        if not answered and still_waiting and any(a.get("was_cancelled") for a in task.get("annotations") or []):
-            (result.removed if self.repush_skipped else result.skipped).append(example_id)
+        skipped_by = {str(a.get("completed_by")) for a in task.get("annotations") or [] if a.get("was_cancelled")}
+        if still_waiting and skipped_by:
+            result.cancelled[example_id] = len(skipped_by)
 
     def _user(self, user: Any) -> str:
         if isinstance(user, dict):

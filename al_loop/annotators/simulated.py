@@ -1,9 +1,10 @@
-"""A simulated annotator: answers from the ground-truth label column, optionally with noise."""
+"""Simulated annotators: an oracle answering from the ground-truth label column (optionally with noise), or a
+crowd of annotators with their own accuracies, several of whom answer each overlapped example."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -15,14 +16,17 @@ from al_loop.errors import DataError
 class SimulatedAnnotator:
     """An oracle over known labels. With `noise` > 0, each answer is a wrong class with that probability.
 
-    Whether an answer is wrong depends only on (seed, example id), never on call order, so a resumed
-    run gets the same answers as an uninterrupted one.
+    With `accuracy` (one value per annotator) it is a crowd named `<prefix>1`, `<prefix>2`, ...: each
+    example is answered by `required(example_id)` of them, each right with their accuracy, else a uniformly
+    random wrong class. Every draw depends only on (seed, example id, annotator), never on call order, so a
+    resumed run gets the same answers as an uninterrupted one.
     """
 
     name = "simulated"
 
     def __init__(self, truth: Mapping[str, str | None], classes: Sequence[str], noise: float = 0.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, accuracy: Sequence[float] | None = None,
+                 required: Callable[[str], int] | None = None, prefix: str = "sim") -> None:
         missing = sum(1 for v in truth.values() if v is None)
         if missing:
             raise DataError(f"the simulated annotator needs a label for every pool row; {missing} row(s) have "
@@ -31,6 +35,9 @@ class SimulatedAnnotator:
         self._classes = list(classes)
         self._noise = noise
         self._seed = seed
+        self._accuracy = None if accuracy is None else list(accuracy)
+        self._required = required or (lambda _example: 1)
+        self._prefix = prefix
 
     def push(self, tasks: Sequence[TaskRequest]) -> dict[str, str]:
         unknown = [t.example_id for t in tasks if t.example_id not in self._truth]
@@ -40,18 +47,40 @@ class SimulatedAnnotator:
 
     def pull(self, pending: Mapping[str, str | None], since: str | None = None) -> PullResult:
         now = utc_now()
+        if self._accuracy is None:
+            return PullResult(annotations=[
+                Annotation(example_id=e, label=self.answer(e), annotator=self.name, created_at=now, lead_time=0.0)
+                for e in pending])
         return PullResult(annotations=[
-            Annotation(example_id=e, label=self.answer(e), annotator=self.name, created_at=now, lead_time=0.0)
-            for e in pending])
+            Annotation(example_id=e, label=label, annotator=who, created_at=now, lead_time=0.0)
+            for e in pending for who, label in self.crowd_answers(e)])
 
     def answer(self, example_id: str) -> str:
-        """The simulated answer for one example (deterministic)."""
+        """The oracle's answer for one example (deterministic)."""
         truth = str(self._truth[example_id])
         if self._noise <= 0:
             return truth
-        digest = hashlib.sha256(f"{self._seed}:{example_id}".encode()).digest()
-        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
-        if rng.random() >= self._noise:
-            return truth
+        rng = _rng(f"{self._seed}:{example_id}")
+        return truth if rng.random() >= self._noise else self._wrong(truth, rng)
+
+    def crowd_answers(self, example_id: str) -> list[tuple[str, str]]:
+        """(annotator, answer) of the crowd members who answer this example (deterministic)."""
+        accuracy = self._accuracy or [1.0]
+        count = min(self._required(example_id), len(accuracy))
+        chosen = _rng(f"{self._seed}:{self._prefix}:{example_id}").choice(len(accuracy), count, replace=False)
+        truth = str(self._truth[example_id])
+        answers = []
+        for member in sorted(int(c) for c in chosen):
+            rng = _rng(f"{self._seed}:{self._prefix}:{example_id}/{member}")
+            label = truth if rng.random() < accuracy[member] else self._wrong(truth, rng)
+            answers.append((f"{self._prefix}{member + 1}", label))
+        return answers
+
+    def _wrong(self, truth: str, rng: np.random.Generator) -> str:
         wrong = [c for c in self._classes if c != truth]
         return str(wrong[rng.integers(len(wrong))])
+
+
+def _rng(key: str) -> np.random.Generator:
+    digest = hashlib.sha256(key.encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))

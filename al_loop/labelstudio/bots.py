@@ -1,5 +1,6 @@
 """Simulated annotators working through the Label Studio API: bot users answer pushed tasks from the
-label column, with a given accuracy, so demos and tests exercise the real push -> annotate -> pull path."""
+label column, with a given accuracy, so demos and tests exercise the real push -> annotate -> pull path.
+Like people in the labeling stream, as many bots answer a task as its overlap asks."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ BOT_DOMAIN = "bots.al-loop.local"
 
 
 class Bots:
-    """Bot users of a project; each task is answered by `per_task` of them, at most once each."""
+    """Bot users (`<prefix>1@bots.al-loop.local`, ...) of a project; each task is answered by as many of them
+    as its overlap asks, at most once each."""
 
     def __init__(self, conn: Connection, project_id: int, truth: Mapping[str, str | None], classes: Sequence[str],
-                 config: BotsConfig, seed: int) -> None:
+                 config: BotsConfig, seed: int, prefix: str = "bot") -> None:
         missing = sum(1 for v in truth.values() if v is None)
         if missing:
             raise DataError(f"annotator.simulate needs a label for every pool row; {missing} row(s) have none")
@@ -30,6 +32,7 @@ class Bots:
         self.classes = list(classes)
         self.config = config
         self.seed = seed
+        self.prefix = prefix
         self.user_ids = self._ensure_users()
 
     def _ensure_users(self) -> list[int]:
@@ -37,10 +40,10 @@ class Bots:
         existing = {u.email: int(u.id) for u in call(lambda: list(client.users.list()), self.conn.url, "list users")}
         ids = []
         for bot in range(self.config.annotators):
-            email = f"bot{bot + 1}@{BOT_DOMAIN}"
+            email = f"{self.prefix}{bot + 1}@{BOT_DOMAIN}"
             if email not in existing:
                 user = call(lambda e=email, b=bot: client.users.create(
-                    username=e.split("@")[0], email=e, first_name="bot", last_name=str(b + 1)),
+                    username=e.split("@")[0], email=e, first_name=self.prefix, last_name=str(b + 1)),
                     self.conn.url, "create a bot user")
                 existing[email] = int(user.id)
             ids.append(existing[email])
@@ -52,14 +55,16 @@ class Bots:
                  if t is not None and str(t).isdigit() and e in self.truth}
         if not tasks:
             return 0
-        done = self._answered(tasks)
+        done, overlap = self._answered(tasks)
         made = 0
         for task_id, example_id in sorted(tasks.items()):
-            rng = _rng(self.seed, example_id)
-            chosen = rng.choice(len(self.user_ids), size=self.config.per_task, replace=False)
+            key = example_id if self.prefix == "bot" else f"{self.prefix}:{example_id}"  # "bot": as in 0.1
+            rng = _rng(self.seed, key)
+            count = min(overlap.get(task_id, 1), len(self.user_ids))
+            chosen = rng.choice(len(self.user_ids), size=count, replace=False)
             for bot in sorted(int(b) for b in chosen):
                 user = self.user_ids[bot]
-                draw = _rng(self.seed, f"{example_id}/{bot}")
+                draw = _rng(self.seed, f"{key}/{bot}")
                 skip = draw.random() < self.config.skip_rate
                 label = self._label(example_id, bot, draw)
                 lead_time = float(draw.uniform(2.0, 30.0))
@@ -80,13 +85,14 @@ class Bots:
         wrong = [c for c in self.classes if c != truth]
         return str(wrong[int(draw.integers(len(wrong)))])
 
-    def _answered(self, tasks: Mapping[int, str]) -> dict[int, set[int]]:
-        """Which users already answered each task (so a resumed run never answers twice)."""
+    def _answered(self, tasks: Mapping[int, str]) -> tuple[dict[int, set[int]], dict[int, int]]:
+        """Which users already answered each task (so a resumed run never answers twice), and its overlap."""
         query = dm_filters([("filter:tasks:id", "in", "Number", {"min": min(tasks), "max": max(tasks)})])
         listed = call(lambda: list(self.conn.client.tasks.list(project=self.project_id, query=query, fields="all",
-                                                               include="id,annotators", page_size=5000)),
+                                                               include="id,annotators,overlap", page_size=5000)),
                       self.conn.url, "list answered tasks")
-        return {int(t.id): {int(u) for u in (t.annotators or [])} for t in listed}
+        return ({int(t.id): {int(u) for u in (t.annotators or [])} for t in listed},
+                {int(t.id): int(t.overlap or 1) for t in listed})
 
 
 def _rng(seed: int, key: str) -> np.random.Generator:

@@ -12,14 +12,18 @@ from al_loop.labelstudio.connection import Connection, call, describe_api_error
 
 CHOICES_NAME = "label"
 TEXT_NAME = "text"
+PRIOR_NAME = "prior"  # specialist tasks: the answers given before, shown above the choices
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"  # the labeling stream serves the lowest prediction score first
 
 
-def labeling_config(classes: list[str], instructions: str = "Choose the class") -> str:
-    """Text + single Choices over the class names. Numeric rows are shown as readable `name: value` text."""
+def labeling_config(classes: list[str], instructions: str = "Choose the class", specialist: bool = False) -> str:
+    """Text + single Choices over the class names. Numeric rows are shown as readable `name: value` text.
+    A specialist's config also shows the answers given before (who answered what)."""
     choices = "\n    ".join(f"<Choice value={quoteattr(c)}/>" for c in classes)
+    prior = (f'  <Header value="Answers given before (they disagree)"/>\n'
+             f'  <Text name="{PRIOR_NAME}" value="${PRIOR_NAME}"/>\n') if specialist else ""
     return (f"<View>\n  <Header value={quoteattr(instructions)}/>\n"
-            f'  <Text name="{TEXT_NAME}" value="${TEXT_NAME}"/>\n'
+            f'  <Text name="{TEXT_NAME}" value="${TEXT_NAME}"/>\n{prior}'
             f'  <Choices name="{CHOICES_NAME}" toName="{TEXT_NAME}" choice="single" showInLine="false">\n'
             f"    {choices}\n  </Choices>\n</View>")
 
@@ -37,8 +41,11 @@ def config_choices(label_config: str) -> list[str]:
 
 
 def ensure_project(conn: Connection, title: str, classes: list[str], project_id: int | None = None,
-                   overlap: int = 1) -> int:
-    """The project to use: by id, else by exact title, else a new one. Refuses one whose choices differ."""
+                   overlap: int = 1, specialist: bool = False) -> int:
+    """The project to use: by id, else by exact title, else a new one. Refuses one whose choices differ.
+
+    A new project's maximum annotations is `overlap` (what most of its tasks ask for); a specialist project
+    shows the earlier answers of each task."""
     client = conn.client
     if project_id is not None:
         try:
@@ -60,9 +67,10 @@ def ensure_project(conn: Connection, title: str, classes: list[str], project_id:
         _check_choices(conn, project.id, project.title, project.label_config or "", classes)
         return int(project.id)
     created = call(lambda: client.projects.create(
-        title=title, label_config=labeling_config(classes), sampling=UNCERTAINTY_SAMPLING,
+        title=title, label_config=labeling_config(classes, specialist=specialist), sampling=UNCERTAINTY_SAMPLING,
         show_skip_button=True, maximum_annotations=overlap,
-        description="Created by al-loop. Tasks carry al_rank (1 = most ambiguous) and the model's guess."),
+        description="Created by al-loop for specialists: tasks whose annotators disagreed." if specialist else
+        "Created by al-loop. Tasks carry al_rank (1 = most ambiguous) and the model's guess."),
         conn.url, "create the project")
     return int(created.id)
 
