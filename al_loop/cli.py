@@ -134,6 +134,21 @@ def route(config: ConfigArg,
 
 
 @app.command()
+def audit(config: ConfigArg,
+          out: Annotated[Path, typer.Option("--out", help="Output file: labels.parquet or labels.csv.")],
+          strategy: StrategyOpt = None, seed: SeedOpt = None) -> None:
+    """Export every label with its provenance: answers, who, when, seconds, round, model guess, consensus."""
+    from al_loop.audit import export_audit
+
+    try:
+        result = export_audit(api.load_config(config).with_overrides(strategy=strategy, seed=seed), out)
+    except AlLoopError as error:
+        raise _fail(error) from None
+    console.print(f"wrote {result.labels} labels ({result.adjudicated} decided by specialists) to {result.path}",
+                  highlight=False, soft_wrap=True)
+
+
+@app.command()
 def benchmark(config: Annotated[Path, typer.Argument(help="Benchmark suite YAML, e.g. configs/benchmark.yaml")],
               seeds: Annotated[int | None, typer.Option(help="Override the number of seeds.")] = None,
               jobs: Annotated[int | None, typer.Option(help="Parallel worker processes (seeds in parallel).")] = None
