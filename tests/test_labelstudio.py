@@ -42,12 +42,12 @@ def conn(labelstudio, tmp_path: Path) -> Connection:
 def ls_config(write_config, labelstudio, request: pytest.FixtureRequest):
     """A digits config whose annotator is the session's server, with a project per test."""
 
-    def make(simulate: dict | None = None, **annotator):
+    def make(simulate: dict | None = None, quality: dict | None = None, **annotator):
         settings = {"kind": "labelstudio", "url": labelstudio.url, "token_env": TOKEN_ENV, "poll_interval": 0.2,
                     "timeout": 60, "project_title": request.node.name[-50:], **annotator}
         if simulate is not None:
             settings["simulate"] = simulate
-        return write_config(annotator=settings, loop={"budget": 40})
+        return write_config(annotator=settings, loop={"budget": 40}, **({"quality": quality} if quality else {}))
 
     return make
 
@@ -414,3 +414,65 @@ def test_routing_round_trips_through_label_studio_and_the_reviews_train_the_next
     assert last["reviewed_routed_labels"] == result.review, "the reviews trained the next model"
     with _ledger(config) as ledger:
         assert len(ledger.routed_labels()) == result.review and ledger.routed_pending() == {}
+
+
+def test_overlap_disagreements_and_specialists_through_label_studio(ls_config, labelstudio, mlflow_uri: str,
+                                                                    tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from al_loop.cli import app
+
+    path = ls_config(simulate={"annotators": 4, "accuracy": [0.95, 0.9, 0.85, 0.1], "expert_accuracy": 1.0},
+                     quality={"overlap": 3, "overlap_share": 0.5, "adjudication": {"min_agreement": 0.7}})
+    config = load_config(path)
+    result = run_loop(config)
+    assert result.finished
+    conn = connect(config.annotator, config.output_dir)
+    routine = int(result.labelstudio["labelstudio_project"])
+    experts = int(result.labelstudio["labelstudio_expert_project"])
+    assert routine != experts, "specialists work in their own project; the routine queue stays routine"
+    with _ledger(config) as ledger:
+        rows = {r["id"]: r for r in ledger.examples(("labeled", "queued", "skipped"))}
+        annotations = ledger.annotations()
+
+    tasks = _tasks(conn, routine)
+    assert len(tasks) == len(rows) == 40
+    for task in tasks:  # the overlap is set on each task in Label Studio, and that many bots answered
+        assert task.overlap == rows[task.data["al_id"]]["required"]
+        assert len(task.annotations) == task.overlap and task.is_labeled
+    assert {t.overlap for t in tasks} == {1, 3}
+
+    adjudicated = {e for e, r in rows.items() if r["adjudication"] == "expert"}
+    assert adjudicated, "with a random bot in the crowd some 3-way tasks split"
+    expert_tasks = _tasks(conn, experts)
+    assert {t.data["al_id"] for t in expert_tasks} == adjudicated
+    assert "prior" in conn.client.projects.get(id=experts).label_config
+    by_example: dict[str, list[dict]] = {}
+    for a in annotations:
+        by_example.setdefault(a["example_id"], []).append(a)
+    for task in expert_tasks:
+        example = task.data["al_id"]
+        routine_answers = [a for a in by_example[example] if a["lane"] == "routine"]
+        assert all(f"{a['annotator']}: {a['value']}" in task.data["prior"] for a in routine_answers), \
+            "the specialist sees every earlier answer and who gave it"
+        (expert,) = [a for a in by_example[example] if a["lane"] == "expert"]
+        assert expert["annotator"] == "expert1@bots.al-loop.local"
+        assert rows[example]["label"] == expert["value"] and rows[example]["label_method"] == "expert"
+
+    metrics = MlflowClient(mlflow_uri).get_run(result.run_id).data.metrics
+    assert metrics["annotator/bot4_bots.al-loop.local/flagged"] == 1.0
+    assert metrics["consensus/adjudicated"] == len(adjudicated)
+
+    out = tmp_path / "labels.csv"
+    cli = CliRunner().invoke(app, ["audit", str(path), "--out", str(out)])
+    assert cli.exit_code == 0, cli.output
+    text = out.read_text()
+    assert os.environ[TOKEN_ENV] not in text and "password" not in text.lower() and "token" not in text.lower()
+    import pandas as pd
+
+    table = pd.read_csv(out, dtype={"example_id": str})
+    assert len(table) == 40 and table["adjudicated"].sum() == len(adjudicated)
+    answered = table.set_index("example_id")["answers"].map(json.loads)
+    some = next(iter(adjudicated))
+    assert {a["annotator"] for a in answered[some]} == {a["annotator"] for a in by_example[some]}
+    assert all(a["seconds"] and a["created_at"] for a in answered[some]), "when, and seconds spent, per answer"

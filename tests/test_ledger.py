@@ -574,9 +574,8 @@ def test_read_only_opens_while_a_loop_holds_the_lock(path: Path):
             assert reader.labels() == {"a": "cat"}
             with pytest.raises(sqlite3.OperationalError):
                 reader.set_meta("x", "y")
-    with pytest.raises(FileNotFoundError):
-        with Ledger.read_only(path.with_name("missing.sqlite")):
-            pass
+    with pytest.raises(FileNotFoundError), Ledger.read_only(path.with_name("missing.sqlite")):
+        pass
 
 
 @settings(max_examples=60, deadline=None)

@@ -145,13 +145,13 @@ def test_bad_quality_settings_are_refused_with_the_fix(write_config):
         load_config(write_config(annotator={"kind": "simulated", "accuracy": [0.9, 0.8]}, quality={"overlap": 3}))
     with pytest.raises(ConfigError, match="not both"):
         load_config(write_config(annotator={"kind": "simulated", "noise": 0.1, "accuracy": [0.9, 0.8]}))
-    with pytest.raises(ConfigError, match="quality.overlap_share"):
+    with pytest.raises(ConfigError, match=r"quality\.overlap_share"):
         load_config(write_config(quality={"overlap_share": 0}))
-    with pytest.raises(ConfigError, match="quality.consensus"):
+    with pytest.raises(ConfigError, match=r"quality\.consensus"):
         load_config(write_config(quality={"consensus": "vote"}))
     with pytest.raises(ConfigError, match="min_agreement"):
         load_config(write_config(quality={"adjudication": {"min_agreement": 1.5}}))
-    with pytest.raises(ConfigError, match="old name of quality.overlap"):
+    with pytest.raises(ConfigError, match=r"old name of quality\.overlap"):
         load_config(write_config(annotator={"kind": "labelstudio", "simulate": {"annotators": 3, "per_task": 2}},
                                  quality={"overlap": 3}))
 

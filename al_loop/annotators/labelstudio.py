@@ -130,7 +130,7 @@ class LabelStudioAnnotator:
 
     def _set_model_version(self, batch: Sequence[TaskRequest]) -> None:
         """Point the project at the newest model, so 'Uncertainty sampling' serves its tasks first."""
-        version = next((t.model_version for t in batch if t.model_version), None)
+        version = next((t.model_version for t in batch if t.model_version and t.predicted_label is not None), None)
         if version and version != self._model_version:
             call(lambda: self.conn.client.projects.update(id=self.project_id, model_version=version),
                  self.conn.url, "set the project's model version")
