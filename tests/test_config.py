@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from al_loop.config import load_config
+from al_loop.config import config_from_dict, load_config
 from al_loop.errors import ConfigError
 
 from .conftest import REPO
@@ -25,6 +25,30 @@ def test_quickstart_config_loads_as_shipped() -> None:
     assert config.dataset.test_path is not None and config.dataset.test_path.exists()
     assert config.output_dir == REPO / "runs" / "quickstart"
     assert config.tracking_uri == f"sqlite:///{REPO / 'runs' / 'quickstart' / 'mlflow.db'}"
+
+
+def test_annotator_quality_config_loads_as_shipped() -> None:
+    config = load_config(REPO / "configs" / "annotator_quality.yaml")
+    assert config.quality.overlap == 3 and config.quality.consensus == "dawid_skene"
+    assert config.quality.adjudication.min_agreement == 0.7
+    assert config.annotator.port != load_config(REPO / "configs" / "quickstart.yaml").annotator.port, \
+        "its local server has its own data folder, so it needs its own port"
+    required = [config.required_answers(f"example-{i}") for i in range(2000)]
+    assert set(required) == {1, 3} and 0.27 < required.count(3) / 2000 < 0.33
+    assert required == [config.required_answers(f"example-{i}") for i in range(2000)], "a fixed draw"
+
+
+def test_identity_ignores_quality_defaults_and_counts_quality_rules() -> None:
+    base = {"dataset": {"name": "digits"}}
+    plain = config_from_dict(base, REPO, "test").identity()
+    assert config_from_dict({**base, "quality": {"flag_below": 0.3}}, REPO, "test").identity() == plain
+    for quality in ({"overlap": 1, "overlap_share": 1.0, "consensus": "majority"},):
+        assert config_from_dict({**base, "quality": quality}, REPO, "test").identity() == plain
+    crowd = {**base, "annotator": {"accuracy": [0.9, 0.8, 0.7]}}
+    changed = {config_from_dict({**crowd, "quality": q}, REPO, "test").identity()
+               for q in ({}, {"overlap": 2}, {"overlap": 2, "overlap_share": 0.5}, {"consensus": "dawid_skene"},
+                         {"adjudication": {"min_agreement": 0.6}})}
+    assert len(changed) == 5
 
 
 @pytest.mark.parametrize(("data", "expected"), [
