@@ -145,6 +145,7 @@ class _Loop:
         self._select_seconds: dict[int, float] = {}  # measured in this process (a resumed round has none)
         self._dask: Any = None
         self._flagged: set[str] = set()  # annotators already warned about in this process
+        self._truth: dict[str, str] | None = None  # the pool's label column, when it has one
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -394,8 +395,9 @@ class _Loop:
         if answers["annotator"].nunique() < 2:
             return {}
         consensus = {**self.ledger.labels("eval"), **self.ledger.labels()}
-        pool = self.ws.splits.pool
-        truth = None if pool.labels is None else dict(zip(pool.ids, pool.labels, strict=True))
+        if self._truth is None and self.ws.splits.pool.labels is not None:
+            self._truth = dict(zip(self.ws.splits.pool.ids, self.ws.splits.pool.labels, strict=True))
+        truth = self._truth
         flag_below = self.config.quality.flag_below
         overall = agreement_report(answers, consensus, self.ws.classes, truth, flag_below)
         this_round = agreement_report(answers[answers["round"] == round_index], consensus, self.ws.classes, truth,
