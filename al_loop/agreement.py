@@ -19,7 +19,8 @@ import pandas as pd
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa
 
-MIN_ITEMS = 5  # fewer shared items than this make a pair's kappa or an annotator's agreement noise
+MIN_ITEMS = 5  # fewer shared items than this make a pair's kappa noise
+MIN_FLAG_ITEMS = 20  # an annotator is judged on at least this many overlapped tasks (5 flagged good ones early)
 
 
 @dataclass
@@ -87,12 +88,12 @@ def cohen_pairs(answers: pd.DataFrame, classes: Sequence[str], min_items: int = 
 
 def agreement_report(answers: pd.DataFrame, consensus: Mapping[str, str], classes: Sequence[str],
                      truth: Mapping[str, str] | None = None, flag_below: float = 0.5,
-                     min_items: int = MIN_ITEMS) -> AgreementReport:
+                     min_items: int = MIN_ITEMS, flag_min_items: int = MIN_FLAG_ITEMS) -> AgreementReport:
     """Agreement of a set of answers (columns example_id, annotator, label; one per annotator and example).
 
     An annotator's `agreement` is the share of their answers equal to the consensus, over examples with at
     least two answers; `accuracy` is against `truth` (simulation, or a gold set). An annotator is flagged
-    when their agreement is below `flag_below` on at least `min_items` examples.
+    when their agreement is below `flag_below` on at least `flag_min_items` such examples.
     """
     report = AgreementReport()
     if answers.empty:
@@ -120,7 +121,7 @@ def agreement_report(answers: pd.DataFrame, consensus: Mapping[str, str], classe
         if known:
             stats["accuracy"] = float(np.mean(known))
         report.annotators[str(annotator)] = stats
-        if len(agreed) >= min_items and stats["agreement"] < flag_below:
+        if len(agreed) >= flag_min_items and stats["agreement"] < flag_below:
             report.flagged.append(str(annotator))
     if truth is not None:
         known = [truth[e] == label for e, label in consensus.items() if truth.get(e) is not None]

@@ -137,3 +137,12 @@ def test_metric_names_are_accepted_by_mlflow() -> None:
     name = f"annotator/{metric_safe('bot1@bots.al-loop.local')}/agreement"
     _validate_metric_name(name)
     assert "@" not in name
+
+
+def test_an_annotator_is_judged_only_on_enough_overlapped_tasks() -> None:
+    classes = [str(c) for c in range(4)]
+    few, truth = _crowd([0.9, 0.85, 0.1], n=12, classes=4, seed=3)
+    consensus = {e: majority(list(g["label"])).label for e, g in few.groupby("example_id")}
+    report = agreement_report(few, consensus, classes, truth=truth)
+    assert report.annotators["ann2"]["agreement"] < 0.5 and report.flagged == [], "12 tasks are too few to judge"
+    assert agreement_report(few, consensus, classes, truth=truth, flag_min_items=10).flagged == ["ann2"]
