@@ -172,3 +172,32 @@ def test_audit_of_a_run_that_does_not_exist_names_the_fix(write_config, tmp_path
     assert result.exit_code != 0 and "run `al-loop run`" in result.output
     result = CliRunner().invoke(app, ["audit", str(write_config()), "--out", str(tmp_path / "x.xlsx")])
     assert result.exit_code != 0 and ".parquet or .csv" in result.output
+
+
+@pytest.mark.parametrize("crash_on", ["push", "pull"])
+def test_a_crash_in_the_specialist_lane_resumes_without_duplicates_or_lost_labels(write_config, tmp_path: Path,
+                                                                                    crash_on: str):
+    from al_loop.annotators.factory import build_specialists
+
+    from .test_loop_e2e import _Crashing
+
+    config = load_config(_crowd_config(write_config, overlap=3, adjudication={"min_agreement": 0.7}))
+    reference = run_loop(config.model_copy(update={"output_dir": tmp_path / "uninterrupted"}))
+
+    workspace = prepare(config)
+    with Ledger.open(tmp_path / "scratch.sqlite") as scratch:
+        experts = build_specialists(config, workspace, scratch)
+    crashing = _Crashing(experts, crash_on, at_call=2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_loop(config, workspace=workspace, specialists=crashing)
+    result = run_loop(config, workspace=workspace)
+
+    def trail(run_dir: Path) -> tuple[dict[str, str], list[tuple[str, str, str, str]]]:
+        with Ledger.read_only(run_dir / "ledger.sqlite") as ledger:
+            return ledger.labels(), sorted((a["example_id"], a["annotator"], a["value"], a["lane"])
+                                           for a in ledger.annotations())
+
+    labels, answers = trail(result.run_dir)
+    assert (labels, answers) == trail(reference.run_dir)
+    experts_answers = [(e, who) for e, who, _, lane in answers if lane == "expert"]
+    assert experts_answers and len(set(experts_answers)) == len(experts_answers), "no example adjudicated twice"
