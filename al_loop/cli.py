@@ -31,9 +31,10 @@ def _fail(error: AlLoopError) -> typer.Exit:
 def _round_line(record: RoundRecord, prefix: str = "") -> str:
     m = record.metrics
     parts = [f"{prefix}round {record.round:>3}", f"labels {record.n_labels:>5}"]
-    for key, label in (("accuracy", "acc"), ("macro_f1", "F1"), ("log_loss", "loss"), ("pick_ambiguity", "amb")):
+    for key, label in (("accuracy", "acc"), ("macro_f1", "F1"), ("log_loss", "loss"), ("pick_ambiguity", "amb"),
+                       ("agreement/round/krippendorff_alpha", "alpha"), ("consensus/adjudicated", "adjudicated")):
         if key in m:
-            parts.append(f"{label} {m[key]:.3f}")
+            parts.append(f"{label} {m[key]:.0f}" if label == "adjudicated" else f"{label} {m[key]:.3f}")
     parts.append(f"{m.get('round_seconds', 0):.2f}s")
     return " · ".join(parts)
 
