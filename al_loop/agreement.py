@@ -7,9 +7,11 @@ module only shapes the answers for them and names the results as MLflow metrics.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -88,12 +90,16 @@ def cohen_pairs(answers: pd.DataFrame, classes: Sequence[str], min_items: int = 
 
 def agreement_report(answers: pd.DataFrame, consensus: Mapping[str, str], classes: Sequence[str],
                      truth: Mapping[str, str] | None = None, flag_below: float = 0.5,
-                     min_items: int = MIN_ITEMS, flag_min_items: int = MIN_FLAG_ITEMS) -> AgreementReport:
+                     min_items: int = MIN_ITEMS, flag_min_items: int = MIN_FLAG_ITEMS,
+                     decided: Mapping[str, str] | None = None) -> AgreementReport:
     """Agreement of a set of answers (columns example_id, annotator, label; one per annotator and example).
 
-    An annotator's `agreement` is the share of their answers equal to the consensus, over examples with at
-    least two answers; `accuracy` is against `truth` (simulation, or a gold set). An annotator is flagged
-    when their agreement is below `flag_below` on at least `flag_min_items` such examples.
+    An annotator's `agreement` is the share of their answers equal to the consensus of the others: the
+    specialist's label where one decided (`decided`), else the majority of the other answers when there are
+    at least two and no tie. Leaving their own vote out matters: against a consensus that includes it, whoever
+    wins the ties looks reliable. `accuracy` is against `truth` (simulation, or a gold set); `consensus`
+    (the training labels) is scored against it as `consensus_accuracy`. An annotator is flagged when their
+    agreement is below `flag_below` on at least `flag_min_items` examples.
     """
     report = AgreementReport()
     if answers.empty:
@@ -109,19 +115,18 @@ def agreement_report(answers: pd.DataFrame, consensus: Mapping[str, str], classe
     report.pairs = cohen_pairs(shared, classes, min_items)
     if report.pairs:
         report.overall["cohen_kappa_mean"] = float(np.mean(list(report.pairs.values())))
+    agreed = _agreement_with_others(shared, decided or {})
     for annotator, theirs in answers.groupby("annotator"):
         stats: dict[str, float] = {"answers": float(len(theirs))}
-        overlapped = theirs[theirs["example_id"].isin(shared["example_id"])]
-        agreed = [consensus.get(e) == v for e, v in zip(overlapped["example_id"], overlapped["label"], strict=True)
-                  if e in consensus]
-        if agreed:
-            stats["agreement"] = float(np.mean(agreed))
+        mine = agreed.get(str(annotator), [])
+        if mine:
+            stats["agreement"] = float(np.mean(mine))
         known = [truth.get(e) == v for e, v in zip(theirs["example_id"], theirs["label"], strict=True)
                  if truth is not None and truth.get(e) is not None]
         if known:
             stats["accuracy"] = float(np.mean(known))
         report.annotators[str(annotator)] = stats
-        if len(agreed) >= flag_min_items and stats["agreement"] < flag_below:
+        if len(mine) >= flag_min_items and stats["agreement"] < flag_below:
             report.flagged.append(str(annotator))
     if truth is not None:
         known = [truth[e] == label for e, label in consensus.items() if truth.get(e) is not None]
@@ -130,21 +135,45 @@ def agreement_report(answers: pd.DataFrame, consensus: Mapping[str, str], classe
     return report
 
 
+def _agreement_with_others(shared: pd.DataFrame, decided: Mapping[str, str]) -> dict[str, list[bool]]:
+    """For each annotator, whether each of their answers matches the others' consensus (where there is one)."""
+    out: dict[str, list[bool]] = {}
+    for example, group in shared.groupby("example_id", sort=False):
+        labels, who = list(group["label"]), list(group["annotator"])
+        for i, (annotator, label) in enumerate(zip(who, labels, strict=True)):
+            reference = decided.get(str(example))
+            if reference is None:
+                others = Counter(labels[:i] + labels[i + 1:])
+                ranked = others.most_common(2)
+                if sum(others.values()) < 2 or (len(ranked) == 2 and ranked[0][1] == ranked[1][1]):
+                    continue  # one other answer, or a tie: no consensus to agree with
+                reference = ranked[0][0]
+            out.setdefault(str(annotator), []).append(label == reference)
+    return out
+
+
 def as_metrics(report: AgreementReport, prefix: str, per_annotator: bool = True) -> dict[str, float]:
     """MLflow metric names: `<prefix>/<statistic>`, `<prefix>/cohen_kappa/<a> vs <b>`, `annotator/<a>/<stat>`."""
     metrics = {f"{prefix}/{name}": value for name, value in report.overall.items()}
     if per_annotator:
-        metrics |= {f"{prefix}/cohen_kappa/{metric_safe(a)} vs {metric_safe(b)}": v
-                    for (a, b), v in report.pairs.items()}
+        names = metric_names(report.annotators)
+        metrics |= {f"{prefix}/cohen_kappa/{names[a]} vs {names[b]}": v for (a, b), v in report.pairs.items()}
         for annotator, stats in report.annotators.items():
-            metrics |= {f"annotator/{metric_safe(annotator)}/{name}": v for name, v in stats.items()}
-            metrics[f"annotator/{metric_safe(annotator)}/flagged"] = float(annotator in report.flagged)
+            metrics |= {f"annotator/{names[annotator]}/{name}": v for name, v in stats.items()}
+            metrics[f"annotator/{names[annotator]}/flagged"] = float(annotator in report.flagged)
     return metrics
 
 
-def metric_safe(name: str) -> str:
-    """An annotator name usable in an MLflow metric key (which refuses '@' and most punctuation)."""
-    return re.sub(r"[^A-Za-z0-9_.\- ]", "_", name)
+def metric_names(annotators: Iterable[str]) -> dict[str, str]:
+    """A name per annotator usable in an MLflow metric key (which refuses '@' and most punctuation): the name
+    with other characters replaced by '_'; a short hash is added where that leaves nothing readable or where
+    two annotators would get the same name."""
+    annotators = sorted(set(annotators))
+    slugs = {a: re.sub(r"[^A-Za-z0-9_.\- ]", "_", a).strip(" ") for a in annotators}
+    taken = Counter(slugs.values())
+    return {a: slug if taken[slug] == 1 and slug.strip(".") else
+            f"{slug.strip('.') or 'annotator'}-{hashlib.sha256(a.encode()).hexdigest()[:6]}"
+            for a, slug in slugs.items()}
 
 
 def _finite(value: float) -> float | None:

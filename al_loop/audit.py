@@ -78,7 +78,8 @@ def _example_row(run: str, example: dict[str, Any], answers: list[dict[str, Any]
     adjudication = example.get("adjudication")
     return {
         "run": run, "example_id": str(example["id"]), "purpose": example["purpose"], "label": example["label"],
-        "consensus_method": example.get("label_method") or "majority", "agreement": example.get("agreement"),
+        "consensus_method": example.get("label_method") or _method_before_0_2(len(routine)),
+        "agreement": example.get("agreement"),
         "n_answers": len(routine), "adjudicated": adjudication == "expert", "adjudication": adjudication,
         "expert": experts[-1]["annotator"] if experts else None,
         "expert_label": experts[-1]["label"] if experts else None,
@@ -88,6 +89,11 @@ def _example_row(run: str, example: dict[str, Any], answers: list[dict[str, Any]
         "expert_task_id": example.get("expert_task_id"), "pushed_at": example["pushed_at"],
         "escalated_at": example.get("escalated_at"), "labeled_at": example["updated_at"], "answers": answers,
     }
+
+
+def _method_before_0_2(answers: int) -> str:
+    """Ledgers written before consensus methods were recorded: one answer, or their majority."""
+    return "single" if answers <= 1 else "majority"
 
 
 def _review_row(run: str, routed: dict[str, Any]) -> dict[str, Any]:

@@ -373,9 +373,11 @@ class Config(_Strict):
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
     def _old_overlap(self) -> int:
-        """The overlap al-loop 0.1 knew: annotator.simulate.per_task (already part of the annotator identity)."""
+        """The overlap the annotator identity already holds: with bots and every task overlapped, it is written
+        as annotator.simulate.per_task (the setting of al-loop 0.1), so per_task: 3 and quality.overlap: 3
+        name the same run."""
         bots = getattr(self.annotator, "simulate", None)
-        return 1 if bots is None else bots.per_task
+        return self.quality.overlap if bots is not None and self.quality.overlap_share >= 1 else 1
 
     def _annotator_identity(self) -> dict[str, Any]:
         """What of the annotator decides the labels: the simulated noise, or the bots' settings."""
@@ -383,7 +385,10 @@ class Config(_Strict):
         if isinstance(self.annotator, SimulatedAnnotatorConfig):
             return _dump_without_defaults(self.annotator, later)
         bots = self.annotator.simulate
-        return {"kind": self.annotator.kind, "simulate": None if bots is None else _dump_without_defaults(bots, later)}
+        if bots is None:
+            return {"kind": self.annotator.kind, "simulate": None}
+        return {"kind": self.annotator.kind,
+                "simulate": {**_dump_without_defaults(bots, later), "per_task": self._old_overlap()}}
 
     def with_overrides(self, *, strategy: str | None = None, seed: int | None = None) -> Config:
         """A copy with the strategy and/or seed replaced (validated like the file)."""

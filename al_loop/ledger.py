@@ -331,14 +331,14 @@ class Ledger:
         with self.transaction() as db:
             added, touched = _insert_annotations(db, result.annotations, strict=False, lane=lane)
             if lane == EXPERT_LANE:
-                _expert_skipped(db, result.cancelled.keys() | set(result.skipped))
+                _expert_skipped(db, {e for e, n in result.cancelled.items() if n} | set(result.skipped))
                 db.executemany("UPDATE examples SET expert_task_id = NULL WHERE id = ? AND adjudication = "
                                "'pending'", [(e,) for e in result.removed])
             else:
                 _mark_skipped(db, result.skipped)
                 _return_to_pool(db, result.removed)
                 _count_skips(db, result.cancelled)
-            _settle(db, touched | set(result.cancelled), settlement or Settlement())
+            _settle(db, touched | set(result.cancelled) | set(result.skipped), settlement or Settlement())
             if result.cursor is not None:
                 db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (cursor_key, result.cursor))
@@ -379,7 +379,8 @@ class Ledger:
         oldest first; one per annotator and example (their latest)."""
         rows = self._db.execute(
             "SELECT a.example_id, a.annotator, a.value, e.round, e.purpose FROM annotations a JOIN examples e ON "
-            "e.id = a.example_id WHERE a.lane = ? AND a.superseded_by IS NULL AND e.status <> 'unlabeled' "
+            "e.id = a.example_id AND e.round = a.round WHERE a.lane = ? AND a.superseded_by IS NULL AND "
+            "e.status <> 'unlabeled' "
             "ORDER BY a.created_at, a.seq", (lane,)).fetchall()
         latest = {(example, who): (example, who, value, round_, purpose)
                   for example, who, value, round_, purpose in rows}
@@ -527,8 +528,9 @@ def _settle(db: sqlite3.Connection, example_ids: Iterable[str], settlement: Sett
             continue
         status, required, skips, adjudication = row
         answers = _current_answers(db, example_id)
-        expert = db.execute("SELECT value FROM annotations WHERE example_id = ? AND lane = ? AND superseded_by IS "
-                            "NULL ORDER BY created_at DESC, seq DESC", (example_id, EXPERT_LANE)).fetchone()
+        expert = db.execute("SELECT a.value FROM annotations a JOIN examples e ON e.id = a.example_id AND e.round = "
+                            "a.round WHERE a.example_id = ? AND a.lane = ? AND a.superseded_by IS NULL "
+                            "ORDER BY a.created_at DESC, a.seq DESC", (example_id, EXPERT_LANE)).fetchone()
         vote = majority([value for value, _ in answers]) if answers else None
         share = None if vote is None else vote.share
         if expert is not None:
@@ -557,9 +559,12 @@ def _settle(db: sqlite3.Connection, example_ids: Iterable[str], settlement: Sett
 
 def _current_answers(db: sqlite3.Connection, example_id: str) -> list[tuple[str, str]]:
     """(label, annotator) of the routine answers in force, one per annotator (their latest), oldest first.
-    A tie in the majority goes to the answer created first."""
-    rows = db.execute("SELECT value, annotator FROM annotations WHERE example_id = ? AND lane = ? AND superseded_by "
-                      "IS NULL ORDER BY created_at, seq", (example_id, ROUTINE)).fetchall()
+    Only answers to the example's current pick count (an example picked again after its task was deleted
+    starts afresh; the earlier answers stay in the trail). A tie in the majority goes to the answer created
+    first."""
+    rows = db.execute("SELECT a.value, a.annotator FROM annotations a JOIN examples e ON e.id = a.example_id AND "
+                      "e.round = a.round WHERE a.example_id = ? AND a.lane = ? AND a.superseded_by IS NULL "
+                      "ORDER BY a.created_at, a.seq", (example_id, ROUTINE)).fetchall()
     latest: dict[str, tuple[str, str]] = {}
     for value, who in rows:
         latest.pop(who, None)
@@ -568,7 +573,8 @@ def _current_answers(db: sqlite3.Connection, example_id: str) -> list[tuple[str,
 
 
 def _count_skips(db: sqlite3.Connection, cancelled: dict[str, int]) -> None:
-    db.executemany("UPDATE examples SET skips = MAX(skips, ?) WHERE id = ? AND status = 'queued'",
+    """Annotators who skipped an example's task and have not answered it since (the count can go down)."""
+    db.executemany("UPDATE examples SET skips = ? WHERE id = ? AND status = 'queued'",
                    [(n, e) for e, n in cancelled.items()])
 
 

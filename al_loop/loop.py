@@ -28,7 +28,7 @@ from al_loop.agreement import agreement_report, as_metrics
 from al_loop.annotators.base import Annotator, TaskRequest
 from al_loop.annotators.factory import build_annotator, build_specialists
 from al_loop.config import Config, LabelStudioAnnotatorConfig
-from al_loop.consensus import DAWID_SKENE, dawid_skene
+from al_loop.consensus import DAWID_SKENE, EXPERT, dawid_skene
 from al_loop.decisions import break_even_metrics, routing_metrics, stop_rule_fired, stop_set, stop_set_kappa
 from al_loop.distributed import connect as dask_connect
 from al_loop.distributed import top_candidates as dask_top_candidates
@@ -399,9 +399,10 @@ class _Loop:
             self._truth = dict(zip(self.ws.splits.pool.ids, self.ws.splits.pool.labels, strict=True))
         truth = self._truth
         flag_below = self.config.quality.flag_below
-        overall = agreement_report(answers, consensus, self.ws.classes, truth, flag_below)
+        decided = {str(e["id"]): str(e["label"]) for e in self.ledger.examples() if e["label_method"] == EXPERT}
+        overall = agreement_report(answers, consensus, self.ws.classes, truth, flag_below, decided=decided)
         this_round = agreement_report(answers[answers["round"] == round_index], consensus, self.ws.classes, truth,
-                                      flag_below)
+                                      flag_below, decided=decided)
         newly = [a for a in overall.flagged if a not in self._flagged]
         if newly:
             log.warning("flagged: %s agree(s) with the consensus less than %.0f%% of the time (quality.flag_below);"
@@ -483,7 +484,7 @@ class _Loop:
                 pipeline = Pipeline([("features", self.ws.featurizer), ("model", model.estimator)])
                 self.tracker.log_model(self.run_id, pipeline)
             last = rounds[-1].metrics if rounds else {}
-            flagged = [key.split("/")[1] for key, value in last.items()
+            flagged = [key.split("/")[1] for key, value in last.items()  # the metric names of the annotators
                        if key.startswith("annotator/") and key.endswith("/flagged") and value == 1.0]
             self.tracker.set_tags(self.run_id, {"stopped_because": reason, **(
                 {"flagged_annotators": ", ".join(flagged)} if flagged else {})})

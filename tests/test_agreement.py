@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from al_loop.agreement import agreement_report, alpha, as_metrics, cohen_pairs, fleiss, metric_safe
+from al_loop.agreement import agreement_report, alpha, as_metrics, cohen_pairs, fleiss, metric_names
 from al_loop.consensus import dawid_skene, majority
 
 
@@ -131,12 +131,34 @@ def test_dawid_skene_refuses_labels_outside_the_classes() -> None:
         dawid_skene(pd.DataFrame([{"example_id": "e", "annotator": "a", "label": "q"}]), ["x", "y"])
 
 
-def test_metric_names_are_accepted_by_mlflow() -> None:
+def test_metric_names_are_accepted_by_mlflow_and_unique() -> None:
     from mlflow.utils.validation import _validate_metric_name
 
-    name = f"annotator/{metric_safe('bot1@bots.al-loop.local')}/agreement"
-    _validate_metric_name(name)
-    assert "@" not in name
+    people = ["bot1@bots.al-loop.local", "ann@x.org", "ann_x.org", ".", "..", "", "Zoë Müller"]
+    names = metric_names(people)
+    assert names["bot1@bots.al-loop.local"] == "bot1_bots.al-loop.local", "readable where it can be"
+    assert len(set(names.values())) == len(people), "two people never share a metric"
+    for name in names.values():
+        _validate_metric_name(f"annotator/{name}/agreement")
+
+
+def test_agreement_leaves_the_annotators_own_vote_out() -> None:
+    # a spammer who always answers first and wrong, and a careful annotator, on 2-answer tasks: against a
+    # consensus that includes one's own vote (ties to the first answer) the spammer would look perfect
+    rows = []
+    for i in range(25):
+        rows += [{"example_id": f"e{i}", "annotator": "spam", "label": "x"},
+                 {"example_id": f"e{i}", "annotator": "good", "label": "y"}]
+    pairs = pd.DataFrame(rows)
+    report = agreement_report(pairs, {f"e{i}": "x" for i in range(25)}, ["x", "y"], flag_min_items=5)
+    assert report.flagged == [] and "agreement" not in report.annotators["good"], "one other answer: no verdict"
+    decided = {f"e{i}": "y" for i in range(25)}  # a specialist decided them
+    report = agreement_report(pairs, decided, ["x", "y"], flag_min_items=5, decided=decided)
+    assert report.flagged == ["spam"] and report.annotators["good"]["agreement"] == 1.0
+    more = pd.concat([pairs, pd.DataFrame([{"example_id": f"e{i}", "annotator": who, "label": "y"}
+                                           for i in range(25) for who in ("third", "fourth")])])
+    report = agreement_report(more, {}, ["x", "y"], flag_min_items=5)
+    assert report.flagged == ["spam"] and report.annotators["good"]["agreement"] == 1.0
 
 
 def test_an_annotator_is_judged_only_on_enough_overlapped_tasks() -> None:

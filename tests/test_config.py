@@ -39,6 +39,19 @@ def test_annotator_quality_config_loads_as_shipped() -> None:
     assert required == [config.required_answers(f"example-{i}") for i in range(2000)], "a fixed draw"
 
 
+def test_ledgers_of_the_previous_version_still_resume_and_per_task_is_quality_overlap() -> None:
+    # identities computed by al-loop at commit 4fa2a8f (before the quality section) for these configs
+    bots = {"kind": "labelstudio", "simulate": {"annotators": 3, "accuracy": [1.0, 1.0, 0.0], "per_task": 3}}
+    old = {"dataset": {"name": "digits"}, "annotator": bots}
+    assert config_from_dict(old, REPO, "test").identity() == "c32f361dbb9c97e2"
+    crowd = {"kind": "labelstudio", "simulate": {"annotators": 3, "accuracy": [0.98, 0.95, 0.9]}}
+    assert config_from_dict({"dataset": {"name": "digits"}, "annotator": crowd}, REPO, "test").identity() \
+        == "55e6541fa5234221"
+    renamed = {"dataset": {"name": "digits"}, "quality": {"overlap": 3},
+               "annotator": {"kind": "labelstudio", "simulate": {"annotators": 3, "accuracy": [1.0, 1.0, 0.0]}}}
+    assert config_from_dict(renamed, REPO, "test").identity() == "c32f361dbb9c97e2", "the new name, the same run"
+
+
 def test_identity_ignores_quality_defaults_and_counts_quality_rules() -> None:
     base = {"dataset": {"name": "digits"}}
     plain = config_from_dict(base, REPO, "test").identity()

@@ -599,3 +599,37 @@ def test_the_label_is_the_majority_of_current_answers_once_enough_have_answered(
             values = list(latest.values())
             best = max(values.count(v) for v in values)
             assert ledger.labels() == {"a": next(v for v in values if values.count(v) == best)}
+
+
+def test_an_example_picked_again_after_its_task_was_deleted_starts_afresh(ledger: Ledger):
+    from al_loop.annotators.base import PullResult
+
+    ledger.queue_round(0, "margin", "v0", overlapped("a", required=2))
+    ledger.record_annotations([ann("a", "cat", "alice", "ls-1")])
+    ledger.record_pull(PullResult(removed=["a"]))  # its task was deleted: back to the pool
+    ledger.queue_round(1, "margin", "v1", overlapped("a", required=2))
+    ledger.record_annotations([ann("a", "dog", "bob", "ls-2")])
+    assert ledger.labels() == {}, "alice's answer was to the deleted task: one of two answers so far"
+    ledger.record_annotations([ann("a", "dog", "carol", "ls-3")])
+    assert ledger.labels() == {"a": "dog"}
+    assert len(ledger.annotations()) == 3, "the earlier answer stays in the trail"
+    assert [r[1] for r in ledger.current_answers()] == ["bob", "carol"]
+
+
+def test_a_skip_answered_later_no_longer_counts_and_a_specialist_skip_settles(ledger: Ledger):
+    from al_loop.annotators.base import PullResult
+
+    ledger.queue_round(0, "margin", "v0", overlapped("a", required=2))
+    ledger.record_pull(PullResult(annotations=[ann("a", "cat", "alice", "ls-1")], cancelled={"a": 1}))
+    assert ledger.labels() == {"a": "cat"}, "one answer and one skip close an example of overlap 2"
+    ledger.queue_round(1, "margin", "v1", overlapped("b", required=2))
+    ledger.record_pull(PullResult(cancelled={"b": 1}))
+    ledger.record_pull(PullResult(annotations=[ann("b", "cat", "bob", "ls-2")], cancelled={"b": 0}))
+    assert "b" not in ledger.labels(), "bob skipped, then answered: one answer of two, still waiting"
+
+    rule = Settlement(escalate_below=0.7)
+    ledger.queue_round(2, "margin", "v2", overlapped("c", required=2))
+    ledger.record_annotations([ann("c", "dog", "alice", "ls-3"), ann("c", "cat", "bob", "ls-4")], settlement=rule)
+    ledger.mark_escalations_pushed({"c": "9"})
+    ledger.record_pull(PullResult(skipped=["c"]), lane="expert", settlement=rule)
+    assert ledger.labels()["c"] == "dog", "a specialist who skips leaves the majority, the example is not stuck"

@@ -231,6 +231,9 @@ class LabelStudioAnnotator:
         example_id = str((task.get("data") or {}).get("al_id", ""))
         if not example_id:
             return  # a task al-loop did not create
+        if example_id in pending and str(pending[example_id]) != str(task.get("id")):
+            return  # an older task of an example picked again (its task was deleted, or it was skipped)
+        answered_by: set[str] = set()
         for annotation in task.get("annotations") or []:
             if annotation.get("was_cancelled"):
                 continue
@@ -241,14 +244,14 @@ class LabelStudioAnnotator:
             if choice not in self.classes:
                 problems.append(f"task {task.get('id')} (example {example_id}) by {who}: {choice!r}")
                 continue
+            answered_by.add(str(annotation.get("completed_by")))
             result.annotations.append(Annotation(
                 example_id=example_id, label=choice, annotator=who,
                 created_at=str(annotation.get("created_at")), updated_at=annotation.get("updated_at"),
                 lead_time=annotation.get("lead_time"), external_id=f"ls-{annotation.get('id')}"))
-        still_waiting = str(pending.get(example_id)) == str(task.get("id"))  # not an older task of it
-        skipped_by = {str(a.get("completed_by")) for a in task.get("annotations") or [] if a.get("was_cancelled")}
-        if still_waiting and skipped_by:
-            result.cancelled[example_id] = len(skipped_by)
+        if example_id in pending:  # who skipped and has not answered since (a skip can be answered later)
+            skipped_by = {str(a.get("completed_by")) for a in task.get("annotations") or [] if a.get("was_cancelled")}
+            result.cancelled[example_id] = len(skipped_by - answered_by)
 
     def _user(self, user: Any) -> str:
         if isinstance(user, dict):

@@ -64,13 +64,14 @@ class SimulatedAnnotator:
         return truth if rng.random() >= self._noise else self._wrong(truth, rng)
 
     def crowd_answers(self, example_id: str) -> list[tuple[str, str]]:
-        """(annotator, answer) of the crowd members who answer this example (deterministic)."""
+        """(annotator, answer) of the crowd members who answer this example, in the order they answer
+        (deterministic)."""
         accuracy = self._accuracy or [1.0]
         count = min(self._required(example_id), len(accuracy))
         chosen = _rng(f"{self._seed}:{self._prefix}:{example_id}").choice(len(accuracy), count, replace=False)
         truth = str(self._truth[example_id])
         answers = []
-        for member in sorted(int(c) for c in chosen):
+        for member in (int(c) for c in chosen):  # in a random order: a majority tie goes to the first answer
             rng = _rng(f"{self._seed}:{self._prefix}:{example_id}/{member}")
             label = truth if rng.random() < accuracy[member] else self._wrong(truth, rng)
             answers.append((f"{self._prefix}{member + 1}", label))

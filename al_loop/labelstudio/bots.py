@@ -62,7 +62,7 @@ class Bots:
             rng = _rng(self.seed, key)
             count = min(overlap.get(task_id, 1), len(self.user_ids))
             chosen = rng.choice(len(self.user_ids), size=count, replace=False)
-            for bot in sorted(int(b) for b in chosen):
+            for bot in (int(b) for b in chosen):  # in a random order: a majority tie goes to the first answer
                 user = self.user_ids[bot]
                 draw = _rng(self.seed, f"{key}/{bot}")
                 skip = draw.random() < self.config.skip_rate
