@@ -243,7 +243,8 @@ class QualityConfig(_Strict):
     consensus: Literal["majority", "dawid_skene"] = Field("majority", description="how answers become the "
                                                           "training label")
     flag_below: float = Field(0.5, ge=0, le=1, description="flag an annotator whose agreement with the "
-                                                            "consensus is below this")
+                                                            "consensus of the others is below this")
+    flag_min_tasks: int = Field(20, ge=1, description="judge an annotator on at least this many overlapped tasks")
     adjudication: AdjudicationConfig = Field(default_factory=AdjudicationConfig)
 
 

@@ -400,9 +400,11 @@ class _Loop:
         truth = self._truth
         flag_below = self.config.quality.flag_below
         decided = {str(e["id"]): str(e["label"]) for e in self.ledger.examples() if e["label_method"] == EXPERT}
-        overall = agreement_report(answers, consensus, self.ws.classes, truth, flag_below, decided=decided)
+        judged_on = self.config.quality.flag_min_tasks
+        overall = agreement_report(answers, consensus, self.ws.classes, truth, flag_below,
+                                   flag_min_items=judged_on, decided=decided)
         this_round = agreement_report(answers[answers["round"] == round_index], consensus, self.ws.classes, truth,
-                                      flag_below, decided=decided)
+                                      flag_below, flag_min_items=judged_on, decided=decided)
         newly = [a for a in overall.flagged if a not in self._flagged]
         if newly:
             log.warning("flagged: %s agree(s) with the consensus less than %.0f%% of the time (quality.flag_below);"

@@ -423,7 +423,8 @@ def test_overlap_disagreements_and_specialists_through_label_studio(ls_config, l
     from al_loop.cli import app
 
     path = ls_config(simulate={"annotators": 4, "accuracy": [0.95, 0.9, 0.85, 0.1], "expert_accuracy": 1.0},
-                     quality={"overlap": 3, "overlap_share": 0.5, "adjudication": {"min_agreement": 0.7}})
+                     quality={"overlap": 3, "overlap_share": 0.5, "adjudication": {"min_agreement": 0.7},
+                              "flag_min_tasks": 8})
     config = load_config(path)
     result = run_loop(config)
     assert result.finished
