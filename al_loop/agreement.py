@@ -94,11 +94,12 @@ def agreement_report(answers: pd.DataFrame, consensus: Mapping[str, str], classe
                      decided: Mapping[str, str] | None = None) -> AgreementReport:
     """Agreement of a set of answers (columns example_id, annotator, label; one per annotator and example).
 
-    An annotator's `agreement` is the share of their answers equal to the consensus of the others: the
-    specialist's label where one decided (`decided`), else the majority of the other answers when there are
-    at least two and no tie. Leaving their own vote out matters: against a consensus that includes it, whoever
-    wins the ties looks reliable. `accuracy` is against `truth` (simulation, or a gold set); `consensus`
-    (the training labels) is scored against it as `consensus_accuracy`. An annotator is flagged when their
+    An annotator's `agreement` is the share of their answers equal to a reference: the label in `decided` (a
+    quality-weighted consensus such as Dawid-Skene, which weighs each vote by the voter's estimated
+    reliability), else the majority of the *other* answers when there are at least two and no tie.
+    Leaving their own vote out of a plain majority matters: with it, whoever wins the ties looks reliable.
+    `accuracy` is against `truth` (simulation, or a gold set); `consensus` (the training labels) is scored
+    against it as `consensus_accuracy`. An annotator is flagged when their
     agreement is below `flag_below` on at least `flag_min_items` examples.
     """
     report = AgreementReport()

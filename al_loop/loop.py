@@ -28,7 +28,7 @@ from al_loop.agreement import agreement_report, as_metrics
 from al_loop.annotators.base import Annotator, TaskRequest
 from al_loop.annotators.factory import build_annotator, build_specialists
 from al_loop.config import Config, LabelStudioAnnotatorConfig
-from al_loop.consensus import DAWID_SKENE, EXPERT, dawid_skene
+from al_loop.consensus import DAWID_SKENE, dawid_skene
 from al_loop.decisions import break_even_metrics, routing_metrics, stop_rule_fired, stop_set, stop_set_kappa
 from al_loop.distributed import connect as dask_connect
 from al_loop.distributed import top_candidates as dask_top_candidates
@@ -399,7 +399,9 @@ class _Loop:
             self._truth = dict(zip(self.ws.splits.pool.ids, self.ws.splits.pool.labels, strict=True))
         truth = self._truth
         flag_below = self.config.quality.flag_below
-        decided = {str(e["id"]): str(e["label"]) for e in self.ledger.examples() if e["label_method"] == EXPERT}
+        # judged against Dawid-Skene's labels where that is the consensus (it weighs votes by reliability); not
+        # against the specialists': their tasks were chosen for disagreeing, which would bias agreement down
+        decided = {str(e["id"]): str(e["label"]) for e in self.ledger.examples() if e["label_method"] == DAWID_SKENE}
         judged_on = self.config.quality.flag_min_tasks
         overall = agreement_report(answers, consensus, self.ws.classes, truth, flag_below,
                                    flag_min_items=judged_on, decided=decided)
