@@ -166,7 +166,10 @@ class _Loop:
                 self.push_unpushed()
                 if not self.collect(current.round, wait):
                     answered, total = self.ledger.round_progress(current.round)
-                    return f"waiting for annotators: {answered} of {total} tasks of round {current.round} done", False
+                    specialists = len(self.ledger.escalations_pending()) + len(self.ledger.escalations_unpushed())
+                    waiting = f" ({specialists} with a specialist)" if specialists else ""
+                    return (f"waiting for annotators: {answered} of {total} tasks of round {current.round} done"
+                            f"{waiting}", False)
                 self.evaluate(current.round, started)
             self.log(current.round)
 

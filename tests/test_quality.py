@@ -201,3 +201,27 @@ def test_a_crash_in_the_specialist_lane_resumes_without_duplicates_or_lost_label
     assert (labels, answers) == trail(reference.run_dir)
     experts_answers = [(e, who) for e, who, _, lane in answers if lane == "expert"]
     assert experts_answers and len(set(experts_answers)) == len(experts_answers), "no example adjudicated twice"
+
+
+def test_a_round_waits_for_its_specialists_and_says_so(write_config):
+    from al_loop.annotators.base import PullResult
+
+    class Away:  # a specialist lane nobody works in yet
+        name = "away"
+
+        def push(self, tasks):
+            return {t.example_id: f"x-{t.example_id}" for t in tasks}
+
+        def pull(self, pending, since=None):
+            return PullResult()
+
+    config = load_config(_crowd_config(write_config, overlap=3, adjudication={"min_agreement": 0.7}))
+    first = run_loop(config, specialists=Away(), wait=False)
+    assert first.stopped_because.startswith("pushed round 0")
+    waiting = run_loop(config, specialists=Away(), wait=False)
+    with Ledger.read_only(config.output_dir / config.run_name / "ledger.sqlite") as ledger:
+        escalated = len(ledger.escalations_pending())
+        assert ledger.round_progress(0) == (40 - escalated, 40) and escalated > 0
+    assert waiting.stopped_because == (f"waiting for annotators: {40 - escalated} of 40 tasks of round 0 done "
+                                       f"({escalated} with a specialist)")
+    assert not waiting.finished
