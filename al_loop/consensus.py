@@ -46,11 +46,13 @@ def dawid_skene(answers: pd.DataFrame, classes: Sequence[str], max_iter: int = 1
     `confidence` (its posterior).
 
     The confusion matrices are learned from the examples answered by two or more annotators (with one answer
-    the model is not identifiable: EM drifts to the most frequent class), starting from majority-vote shares
-    and with a pseudo-count of one on each diagonal (a MAP estimate that keeps small samples stable).
-    Examples with one answer then get the posterior given that answer, or keep the answer when its annotator
-    never overlapped anyone. Written here rather than taken from crowd-kit, whose install pulls
-    transformers and nltk for what is thirty lines of numpy; tests check it on crowds with known truth.
+    the model is not identifiable: EM drifts to the most frequent class), starting from majority-vote shares,
+    with a 0.01 pseudo-count per cell. Examples with one answer then get the posterior given that answer, or
+    keep the answer when its annotator never overlapped anyone. Written here rather than taken from
+    crowd-kit, whose install pulls transformers and nltk for what is thirty lines of numpy; tests check it on
+    crowds with known truth, and it gives crowd-kit 1.4.2's labels on 98-100% of the examples of simulated
+    crowds (docs/quality_benchmark.md). A pseudo-count of one on the diagonal, tried first, cost 1.7 points
+    against a two-class adversary.
     """
     classes = list(classes)
     if answers.empty:
@@ -97,7 +99,6 @@ def _m_step(posterior: np.ndarray, item: np.ndarray, worker: np.ndarray, label: 
     """Class prior and confusion matrices [annotator, true, answered] from soft labels."""
     prior = posterior.mean(axis=0) + 1e-9
     confusion = np.full((n_workers, n_classes, n_classes), 0.01)
-    confusion[:, np.arange(n_classes), np.arange(n_classes)] += 1.0
     for true in range(n_classes):
         np.add.at(confusion[:, true, :], (worker, label), posterior[item, true])
     return prior / prior.sum(), confusion / confusion.sum(axis=2, keepdims=True)

@@ -47,7 +47,7 @@ def test_agreement_flags_the_random_annotator_and_consensus_beats_every_annotato
     kappas = {k: v for k, v in metrics.items() if k.startswith("agreement/overall/cohen_kappa/")}
     assert len(kappas) == 6
     assert all(v < 0.2 for k, v in kappas.items() if "sim4" in k)
-    assert all(v > 0.5 for k, v in kappas.items() if "sim4" not in k)
+    assert all(v > 0.4 for k, v in kappas.items() if "sim4" not in k), kappas  # expected ~0.55-0.7
     for name in ("krippendorff_alpha", "fleiss_kappa", "cohen_kappa_mean"):
         assert 0 < metrics[f"agreement/overall/{name}"] < 1
         history = MlflowClient(mlflow_uri).get_metric_history(result.run_id, f"agreement/round/{name}")
