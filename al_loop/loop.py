@@ -415,10 +415,12 @@ class _Loop:
             log.warning("flagged: %s agree(s) with the consensus less than %.0f%% of the time (quality.flag_below);"
                         " see annotator/*/agreement in MLflow", ", ".join(newly), 100 * flag_below)
             self._flagged.update(newly)
-        adjudication = self.ledger.adjudication_counts()
-        return (as_metrics(overall, "agreement/overall") | as_metrics(this_round, "agreement/round", False)
-                | {"consensus/escalated": float(sum(adjudication.values())),
-                   "consensus/adjudicated": float(adjudication.get("expert", 0))})
+        metrics = as_metrics(overall, "agreement/overall") | as_metrics(this_round, "agreement/round", False)
+        if self.specialists is not None:
+            adjudication = self.ledger.adjudication_counts()
+            metrics |= {"consensus/escalated": float(sum(adjudication.values())),
+                        "consensus/adjudicated": float(adjudication.get("expert", 0))}
+        return metrics
 
     def held_out(self, eval_labels: dict[str, str]) -> tuple[Any, np.ndarray] | None:
         """The rows metrics are measured on: the annotated evaluation set if there is one, else the test split."""
