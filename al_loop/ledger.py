@@ -435,6 +435,14 @@ class Ledger:
         return self._db.execute("SELECT id, data, label FROM routed WHERE label IS NOT NULL "
                                 "ORDER BY labeled_at, id").fetchall()
 
+    def partly_answered(self, round_index: int) -> int:
+        """Queued examples of a round with some answers, but fewer (answers + skips) than they ask for."""
+        return self._db.execute(
+            "SELECT COUNT(*) FROM examples e WHERE e.round = ? AND e.status = 'queued' AND e.adjudication IS NULL "
+            "AND (SELECT COUNT(DISTINCT a.annotator) FROM annotations a WHERE a.example_id = e.id AND a.round = "
+            "e.round AND a.lane = 'routine' AND a.superseded_by IS NULL) BETWEEN 1 AND e.required - e.skips - 1",
+            (round_index,)).fetchone()[0]
+
     def adjudication_counts(self) -> dict[str, int]:
         """Examples sent to specialists, by outcome: pending, expert, expert_skipped."""
         return dict(self._db.execute("SELECT adjudication, COUNT(*) FROM examples WHERE adjudication IS NOT NULL "

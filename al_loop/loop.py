@@ -338,9 +338,12 @@ class _Loop:
             if not wait:
                 return False
             if time.monotonic() >= deadline:
+                short = self.ledger.partly_answered(round_index)
+                hint = (f" {short} of them have some but fewer answers than their overlap asks (quality.overlap): "
+                        "at least that many annotators must work in the project." if short else "")
                 raise WaitTimeout(
                     f"round {round_index}: {answered} of {total} tasks answered after waiting "
-                    f"{getattr(settings, 'timeout', 0):.0f} s (annotator.timeout). Nothing is lost: run "
+                    f"{getattr(settings, 'timeout', 0):.0f} s (annotator.timeout).{hint} Nothing is lost: run "
                     "`al-loop sync CONFIG` (or the same command) when annotators have worked")
             time.sleep(settings.poll_interval if is_people else 0.1)
 

@@ -477,3 +477,37 @@ def test_overlap_disagreements_and_specialists_through_label_studio(ls_config, l
     some = next(iter(adjudicated))
     assert {a["annotator"] for a in answered[some]} == {a["annotator"] for a in by_example[some]}
     assert all(a["seconds"] and a["created_at"] for a in answered[some]), "when, and seconds spent, per answer"
+
+
+def test_people_with_overlap_skips_answers_after_a_skip_and_a_task_short_of_its_overlap(ls_config,
+                                                                                         labelstudio) -> None:
+    config = load_config(ls_config(quality={"overlap": 2}, timeout=1, poll_interval=0.2))
+    first = run_loop(config, wait=False)  # pushes the initial 20 tasks, two annotators each
+    conn = connect(config.annotator, config.output_dir)
+    project = int(first.labelstudio["labelstudio_project"])
+    assert conn.client.projects.get(id=project).maximum_annotations == 2
+    tag = config.annotator.project_title[-12:]
+    ann1 = conn.client.users.create(username=f"p1-{tag}", email=f"p1-{project}@example.com").id
+    ann2 = conn.client.users.create(username=f"p2-{tag}", email=f"p2-{project}@example.com").id
+    with _ledger(config) as ledger:
+        pending = ledger.pending()
+    a, b, c, *rest = sorted(pending)
+    _answer(conn, pending[a], None, user=ann1, cancelled=True)  # skips; the other one answers
+    _answer(conn, pending[a], "3", user=ann2)
+    _answer(conn, pending[b], None, user=ann1, cancelled=True)  # skips, then answers after all
+    _answer(conn, pending[b], "4", user=ann1)
+    _answer(conn, pending[c], "5", user=ann1)  # answer 1 of 2 only
+    _answer(conn, pending[c], "5", user=ann2)
+    for example in rest:
+        _answer(conn, pending[example], "1", user=ann1)
+        _answer(conn, pending[example], "2", user=ann2)
+    with pytest.raises(WaitTimeout, match="1 of them have some but fewer answers than their overlap asks"):
+        run_loop(config)
+    with _ledger(config) as ledger:
+        rows = {r["id"]: r for r in ledger.examples(("labeled", "queued"))}
+    assert (rows[a]["status"], rows[a]["label"], rows[a]["label_method"]) == ("labeled", "3", "single")
+    assert rows[b]["status"] == "queued" and rows[b]["skips"] == 0, "a skip answered later is not a skip"
+    assert (rows[c]["label"], rows[c]["label_method"], rows[c]["agreement"]) == ("5", "majority", 1.0)
+    assert all(rows[e]["label"] == "1" and rows[e]["agreement"] == 0.5 for e in rest), "a tie: the first answer"
+    _answer(conn, pending[b], "4", user=ann2)
+    assert run_loop(config, wait=False).stopped_because == "pushed round 1 (10 tasks)"

@@ -633,3 +633,11 @@ def test_a_skip_answered_later_no_longer_counts_and_a_specialist_skip_settles(le
     ledger.mark_escalations_pushed({"c": "9"})
     ledger.record_pull(PullResult(skipped=["c"]), lane="expert", settlement=rule)
     assert ledger.labels()["c"] == "dog", "a specialist who skips leaves the majority, the example is not stuck"
+
+
+def test_partly_answered_counts_examples_short_of_their_overlap(ledger: Ledger):
+    ledger.queue_round(0, "margin", "v0", overlapped("a", "b", "c"))
+    ledger.record_annotations([ann("a", "cat", "alice"), ann("b", "cat", "alice"), ann("b", "cat", "bob"),
+                               ann("b", "cat", "carol")])
+    assert ledger.partly_answered(0) == 1, "a: 1 of 3 answers; b: complete; c: nobody yet"
+    assert ledger.partly_answered(1) == 0
