@@ -3,12 +3,10 @@ crowd of annotators with their own accuracies, several of whom answer each overl
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 
-import numpy as np
-
 from al_loop.annotators.base import Annotation, PullResult, TaskRequest
+from al_loop.annotators.draws import keyed_rng, noisy_answer, wrong_class
 from al_loop.clock import utc_now
 from al_loop.errors import DataError
 
@@ -60,28 +58,18 @@ class SimulatedAnnotator:
         truth = str(self._truth[example_id])
         if self._noise <= 0:
             return truth
-        rng = _rng(f"{self._seed}:{example_id}")
-        return truth if rng.random() >= self._noise else self._wrong(truth, rng)
+        rng = keyed_rng(self._seed, example_id)
+        return truth if rng.random() >= self._noise else wrong_class(truth, self._classes, rng)
 
     def crowd_answers(self, example_id: str) -> list[tuple[str, str]]:
         """(annotator, answer) of the crowd members who answer this example, in the order they answer
         (deterministic)."""
         accuracy = self._accuracy or [1.0]
         count = min(self._required(example_id), len(accuracy))
-        chosen = _rng(f"{self._seed}:{self._prefix}:{example_id}").choice(len(accuracy), count, replace=False)
+        chosen = keyed_rng(self._seed, f"{self._prefix}:{example_id}").choice(len(accuracy), count, replace=False)
         truth = str(self._truth[example_id])
         answers = []
         for member in (int(c) for c in chosen):  # in a random order: a majority tie goes to the first answer
-            rng = _rng(f"{self._seed}:{self._prefix}:{example_id}/{member}")
-            label = truth if rng.random() < accuracy[member] else self._wrong(truth, rng)
-            answers.append((f"{self._prefix}{member + 1}", label))
+            rng = keyed_rng(self._seed, f"{self._prefix}:{example_id}/{member}")
+            answers.append((f"{self._prefix}{member + 1}", noisy_answer(truth, self._classes, accuracy[member], rng)))
         return answers
-
-    def _wrong(self, truth: str, rng: np.random.Generator) -> str:
-        wrong = [c for c in self._classes if c != truth]
-        return str(wrong[rng.integers(len(wrong))])
-
-
-def _rng(key: str) -> np.random.Generator:
-    digest = hashlib.sha256(key.encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))

@@ -4,11 +4,9 @@ Like people in the labeling stream, as many bots answer a task as its overlap as
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 
-import numpy as np
-
+from al_loop.annotators.draws import keyed_rng, noisy_answer
 from al_loop.config import BotsConfig
 from al_loop.errors import DataError
 from al_loop.labelstudio.connection import Connection, call, dm_filters
@@ -59,14 +57,14 @@ class Bots:
         made = 0
         for task_id, example_id in sorted(tasks.items()):
             key = example_id if self.prefix == "bot" else f"{self.prefix}:{example_id}"  # "bot": as in 0.1
-            rng = _rng(self.seed, key)
+            rng = keyed_rng(self.seed, key)
             count = min(overlap.get(task_id, 1), len(self.user_ids))
             chosen = rng.choice(len(self.user_ids), size=count, replace=False)
             for bot in (int(b) for b in chosen):  # in a random order: a majority tie goes to the first answer
                 user = self.user_ids[bot]
-                draw = _rng(self.seed, f"{key}/{bot}")
+                draw = keyed_rng(self.seed, f"{key}/{bot}")
                 skip = draw.random() < self.config.skip_rate
-                label = self._label(example_id, bot, draw)
+                label = noisy_answer(str(self.truth[example_id]), self.classes, self.config.accuracy_of(bot), draw)
                 lead_time = float(draw.uniform(2.0, 30.0))
                 if user in done.get(task_id, set()):
                     continue
@@ -78,13 +76,6 @@ class Bots:
                 made += 1
         return made
 
-    def _label(self, example_id: str, bot: int, draw: np.random.Generator) -> str:
-        truth = str(self.truth[example_id])
-        if draw.random() < self.config.accuracy_of(bot):
-            return truth
-        wrong = [c for c in self.classes if c != truth]
-        return str(wrong[int(draw.integers(len(wrong)))])
-
     def _answered(self, tasks: Mapping[int, str]) -> tuple[dict[int, set[int]], dict[int, int]]:
         """Which users already answered each task (so a resumed run never answers twice), and its overlap."""
         query = dm_filters([("filter:tasks:id", "in", "Number", {"min": min(tasks), "max": max(tasks)})])
@@ -94,7 +85,3 @@ class Bots:
         return ({int(t.id): {int(u) for u in (t.annotators or [])} for t in listed},
                 {int(t.id): int(t.overlap or 1) for t in listed})
 
-
-def _rng(seed: int, key: str) -> np.random.Generator:
-    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
