@@ -298,7 +298,7 @@ class Ledger:
 
     def answers_of(self, example_id: str) -> list[tuple[str, str]]:
         """The current routine answers to an example: (annotator, label), oldest first."""
-        return [(who, value) for value, who in _current_answers(self._db, example_id)]
+        return [(who, value) for _, who, value, _, _ in _in_force(self._db, ROUTINE, example_id)]
 
     # -- answers ----------------------------------------------------------------------------------
 
@@ -375,16 +375,9 @@ class Ledger:
                                       tuple(statuses)))
 
     def current_answers(self, lane: str = ROUTINE) -> list[tuple[str, str, str, int, str]]:
-        """Answers in force (not superseded) of examples in use: (example id, annotator, label, round, purpose),
-        oldest first; one per annotator and example (their latest)."""
-        rows = self._db.execute(
-            "SELECT a.example_id, a.annotator, a.value, e.round, e.purpose FROM annotations a JOIN examples e ON "
-            "e.id = a.example_id AND e.round = a.round WHERE a.lane = ? AND a.superseded_by IS NULL AND "
-            "e.status <> 'unlabeled' "
-            "ORDER BY a.created_at, a.seq", (lane,)).fetchall()
-        latest = {(example, who): (example, who, value, round_, purpose)
-                  for example, who, value, round_, purpose in rows}
-        return list(latest.values())
+        """Answers in force of examples in use: (example id, annotator, label, round, purpose), oldest first;
+        one per annotator and example (their latest)."""
+        return _in_force(self._db, lane)
 
     def apply_consensus(self, labels: dict[str, str], method: str) -> int:
         """Set the training label of labeled examples (not those a specialist decided) and record the method.
@@ -535,16 +528,14 @@ def _settle(db: sqlite3.Connection, example_ids: Iterable[str], settlement: Sett
         if row is None or row[0] == "unlabeled":
             continue
         status, required, skips, adjudication = row
-        answers = _current_answers(db, example_id)
-        expert = db.execute("SELECT a.value FROM annotations a JOIN examples e ON e.id = a.example_id AND e.round = "
-                            "a.round WHERE a.example_id = ? AND a.lane = ? AND a.superseded_by IS NULL "
-                            "ORDER BY a.created_at DESC, a.seq DESC", (example_id, EXPERT_LANE)).fetchone()
-        vote = majority([value for value, _ in answers]) if answers else None
+        answers = _in_force(db, ROUTINE, example_id)
+        experts = _in_force(db, EXPERT_LANE, example_id)
+        vote = majority([value for _, _, value, _, _ in answers]) if answers else None
         share = None if vote is None else vote.share
-        if expert is not None:
+        if experts:  # the latest specialist answer
             db.execute("UPDATE examples SET status = 'labeled', label = ?, label_method = ?, agreement = ?, "
                        "adjudication = 'expert', updated_at = ? WHERE id = ?",
-                       (expert[0], EXPERT, share, now, example_id))
+                       (experts[-1][2], EXPERT, share, now, example_id))
             continue
         if adjudication == "pending":
             continue  # waiting for the specialist
@@ -565,18 +556,23 @@ def _settle(db: sqlite3.Connection, example_ids: Iterable[str], settlement: Sett
                    (vote.label, SINGLE if vote.answers == 1 else MAJORITY, share, now, example_id))
 
 
-def _current_answers(db: sqlite3.Connection, example_id: str) -> list[tuple[str, str]]:
-    """(label, annotator) of the routine answers in force, one per annotator (their latest), oldest first.
-    Only answers to the example's current pick count (an example picked again after its task was deleted
-    starts afresh; the earlier answers stay in the trail). A tie in the majority goes to the answer created
-    first."""
-    rows = db.execute("SELECT a.value, a.annotator FROM annotations a JOIN examples e ON e.id = a.example_id AND "
-                      "e.round = a.round WHERE a.example_id = ? AND a.lane = ? AND a.superseded_by IS NULL "
-                      "ORDER BY a.created_at, a.seq", (example_id, ROUTINE)).fetchall()
-    latest: dict[str, tuple[str, str]] = {}
-    for value, who in rows:
-        latest.pop(who, None)
-        latest[who] = (value, who)
+def _in_force(db: sqlite3.Connection, lane: str, example_id: str | None = None
+              ) -> list[tuple[str, str, str, int, str]]:
+    """Answers in force (not superseded) of one lane, to examples in use, for one example or all:
+    (example id, annotator, label, round, purpose), one per annotator and example (their latest), in the
+    order of those answers. Only answers to an example's current pick count (an example picked again after
+    its task was deleted starts afresh; the earlier answers stay in the trail). A tie in the majority goes to
+    the answer created first."""
+    one = " AND a.example_id = ?" if example_id is not None else ""
+    rows = db.execute(
+        "SELECT a.example_id, a.annotator, a.value, e.round, e.purpose FROM annotations a JOIN examples e ON "
+        "e.id = a.example_id AND e.round = a.round WHERE a.lane = ? AND a.superseded_by IS NULL AND "
+        f"e.status <> 'unlabeled'{one} ORDER BY a.created_at, a.seq",
+        (lane,) if example_id is None else (lane, example_id)).fetchall()
+    latest: dict[tuple[str, str], tuple[str, str, str, int, str]] = {}
+    for row in rows:
+        latest.pop(row[:2], None)
+        latest[row[:2]] = row
     return list(latest.values())
 
 
