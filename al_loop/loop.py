@@ -166,7 +166,7 @@ class _Loop:
                 self.push_unpushed()
                 if not self.collect(current.round, wait):
                     answered, total = self.ledger.round_progress(current.round)
-                    specialists = len(self.ledger.escalations_pending()) + len(self.ledger.escalations_unpushed())
+                    specialists = self.ledger.adjudication_counts().get("pending", 0)
                     waiting = f" ({specialists} with a specialist)" if specialists else ""
                     return (f"waiting for annotators: {answered} of {total} tasks of round {current.round} done"
                             f"{waiting}", False)
