@@ -83,7 +83,8 @@ class ModelConfig(_Strict):
     warm_start: bool = Field(False, description="refit from the previous round's model where the estimator "
                                                 "supports warm_start (faster; a resumed run refits from scratch)")
     calibration: Literal["none", "sigmoid", "isotonic"] = Field(
-        "none", description="calibrate probabilities (CalibratedClassifierCV, 3 folds) for routing thresholds")
+        "none", description="calibrate probabilities (CalibratedClassifierCV, 3 folds, ensemble=False) for "
+                            "routing thresholds, or for an estimator without predict_proba (SVC, LinearSVC)")
 
 
 class LoopConfig(_Strict):
@@ -471,20 +472,32 @@ def _resolve(base: Path, path: Path | None, key: str, must_exist: bool) -> Path 
 
 
 def check_estimator(model: ModelConfig) -> type:
-    """Import the estimator class and check it can be built and gives probabilities."""
+    """Import the estimator class, check it is a scikit-learn classifier class, build it, and check it gives
+    probabilities: its own predict_proba, or calibrated ones (model.calibration) from its decision function."""
+    from sklearn.base import ClassifierMixin
+
     module_name, _, class_name = model.estimator.rpartition(".")
     try:
         estimator_class = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError, ValueError):
         raise ConfigError(f"model.estimator: cannot import {model.estimator!r}; give a full import path "
                           "such as sklearn.linear_model.LogisticRegression") from None
+    # checked before calling it: a scikit-learn classifier's constructor does nothing but store its parameters
+    if not (isinstance(estimator_class, type) and issubclass(estimator_class, ClassifierMixin)):
+        raise ConfigError(f"model.estimator: {model.estimator} is not a scikit-learn classifier class; give the "
+                          "import path of one, such as sklearn.linear_model.LogisticRegression")
     try:
         estimator = estimator_class(**model.params)
     except TypeError as error:
         raise ConfigError(f"model.params: {model.estimator} does not accept these parameters: {error}") from None
     if not hasattr(estimator, "predict_proba"):
-        raise ConfigError(f"model.estimator: {model.estimator} has no predict_proba; uncertainty sampling "
-                          "needs class probabilities (wrap it in sklearn.calibration.CalibratedClassifierCV)")
+        if not hasattr(estimator, "decision_function"):
+            raise ConfigError(f"model.estimator: {model.estimator} has neither predict_proba nor decision_function; "
+                              "uncertainty sampling needs class probabilities")
+        if model.calibration == "none":
+            raise ConfigError(f"model.estimator: {model.estimator} has no predict_proba; uncertainty sampling needs "
+                              "class probabilities: set model.calibration: sigmoid (or isotonic) to calibrate its "
+                              "decision function")
     return estimator_class
 
 

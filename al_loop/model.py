@@ -15,6 +15,7 @@ from sklearn.base import ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.dummy import DummyClassifier
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
 from al_loop.config import ModelConfig
@@ -23,7 +24,12 @@ CALIBRATION_FOLDS = 3
 
 
 def build_estimator(config: ModelConfig, seed: int) -> ClassifierMixin:
-    """A fresh estimator; `random_state` is set from the run seed unless the config sets it."""
+    """A fresh estimator; `random_state` is set from the run seed unless the config sets it.
+
+    With `calibration`, the estimator is wrapped in `CalibratedClassifierCV(ensemble=False)`: the calibrator is
+    fitted on out-of-fold decisions and the estimator itself on all the labels (what scikit-learn 1.9 recommends
+    instead of `SVC(probability=True)`), so an estimator without `predict_proba` (SVC, LinearSVC) works too.
+    """
     module_name, _, class_name = config.estimator.rpartition(".")
     estimator_class = getattr(importlib.import_module(module_name), class_name)
     params: dict[str, Any] = dict(config.params)
@@ -31,7 +37,7 @@ def build_estimator(config: ModelConfig, seed: int) -> ClassifierMixin:
         params["random_state"] = seed
     estimator = estimator_class(**params)
     if config.calibration != "none":
-        return CalibratedClassifierCV(estimator, method=config.calibration, cv=CALIBRATION_FOLDS)
+        return CalibratedClassifierCV(estimator, method=config.calibration, cv=CALIBRATION_FOLDS, ensemble=False)
     return estimator
 
 
@@ -50,10 +56,25 @@ class FittedModel:
         proba[:, columns] = raw
         return proba
 
+    def predict(self, x: Any) -> np.ndarray:
+        """The predicted class names: the estimator's own decision.
+
+        For a model calibrated with `ensemble=False`, that is the estimator fitted on all the labels, not the
+        argmax of the calibrated probabilities (one-vs-rest calibration can move the argmax).
+        """
+        estimator = self.estimator
+        if isinstance(estimator, CalibratedClassifierCV) and len(estimator.calibrated_classifiers_) == 1:
+            estimator = estimator.calibrated_classifiers_[0].estimator  # fitted on all the labels
+        return np.asarray(estimator.predict(x), dtype=object).astype(str)
+
 
 def fit(template: ClassifierMixin, x: Any, labels: np.ndarray, classes: list[str],
         previous: FittedModel | None = None) -> FittedModel:
     """Fit a clone of the template; with a single class seen so far, a prior (constant) model stands in.
+
+    A calibrated template always gives a model with calibrated probabilities, however few the labels: with fewer
+    labels of some class than folds, the folds are cut to that count; with a single label of some class, see
+    `_calibrate_in_sample`.
 
     With `previous` (warm start), refit that model from where it stopped, if the estimator supports
     `warm_start` and no new class appeared; otherwise start from scratch.
@@ -63,8 +84,13 @@ def fit(template: ClassifierMixin, x: Any, labels: np.ndarray, classes: list[str
         estimator = DummyClassifier(strategy="prior").fit(np.zeros((len(labels), 1)), labels)
         return FittedModel(_ConstantInput(estimator), classes)
     estimator = clone(template)
-    if isinstance(estimator, CalibratedClassifierCV) and Counter(labels).most_common()[-1][1] < CALIBRATION_FOLDS:
-        estimator = clone(template.estimator)  # too few labels of some class to calibrate yet: plain model
+    if isinstance(estimator, CalibratedClassifierCV):
+        fewest = Counter(labels).most_common()[-1][1]
+        folds = estimator.cv if isinstance(estimator.cv, int) else CALIBRATION_FOLDS
+        if fewest == 1:
+            return FittedModel(_calibrate_in_sample(estimator, x, labels), classes)
+        if fewest < folds:
+            estimator.set_params(cv=fewest)
     if previous is not None and _can_warm_start(previous.estimator, labels):
         estimator = copy.deepcopy(previous.estimator)
         estimator.set_params(warm_start=True)
@@ -72,6 +98,23 @@ def fit(template: ClassifierMixin, x: Any, labels: np.ndarray, classes: list[str
         warnings.simplefilter("ignore", ConvergenceWarning)
         estimator.fit(x, labels)
     return FittedModel(estimator, classes)
+
+
+def _calibrate_in_sample(template: CalibratedClassifierCV, x: Any, labels: np.ndarray) -> CalibratedClassifierCV:
+    """Some class has a single label, so no fold split keeps it on both sides: fit the estimator on all the
+    labels, then a sigmoid (Platt) on its decisions on those same labels.
+
+    In-sample decisions are optimistic, but Platt's targets are smoothed by the class counts ((n+ + 1) / (n+ + 2)
+    for a positive, 1 / (n- + 2) for a negative), so with one label of a class its probability stays near 2/3
+    instead of reaching 1; isotonic regression in-sample would give 0/1 probabilities, hence sigmoid whatever
+    `calibration` says. The estimator's own predictions are unchanged (FittedModel.predict).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted = clone(template.estimator).fit(x, labels)
+    everything = np.arange(len(labels))
+    calibrated = CalibratedClassifierCV(FrozenEstimator(fitted), method="sigmoid", cv=[(everything, everything)])
+    return calibrated.fit(x, labels)
 
 
 def _can_warm_start(estimator: Any, labels: np.ndarray) -> bool:
@@ -96,9 +139,9 @@ class _ConstantInput:
 
 
 def evaluate(model: FittedModel, x: Any, labels: np.ndarray) -> dict[str, float]:
-    """Accuracy, macro-F1 and log loss on held-out rows."""
+    """Accuracy and macro-F1 of the model's predictions, log loss of its probabilities, on held-out rows."""
+    predicted = model.predict(x)
     proba = model.predict_proba(x)
-    predicted = np.asarray(model.classes, dtype=object)[proba.argmax(axis=1)]
     labels = np.asarray(labels, dtype=object).astype(str)
     return {
         "accuracy": float(accuracy_score(labels, predicted)),

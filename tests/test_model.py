@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import numpy as np
 import pytest
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.svm import SVC
 
-from al_loop.model import evaluate, fit
+from al_loop.config import ModelConfig, check_estimator
+from al_loop.errors import ConfigError
+from al_loop.model import build_estimator, evaluate, fit
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:
@@ -42,16 +50,128 @@ def test_a_single_class_so_far_gives_a_constant_prior_model() -> None:
 
 
 def test_calibrated_probabilities_once_every_class_has_enough_labels() -> None:
-    from sklearn.calibration import CalibratedClassifierCV
-
-    from al_loop.config import ModelConfig
-    from al_loop.model import build_estimator
-
     template = build_estimator(ModelConfig(calibration="sigmoid"), seed=0)
     assert isinstance(template, CalibratedClassifierCV)
     x, y = _data()
     few = fit(template, x[[0, 1, 30, 31]], y[[0, 1, 30, 31]], ["small", "big"])
-    assert isinstance(few.estimator, LogisticRegression), "two labels per class: too few to calibrate, plain model"
+    assert isinstance(few.estimator, CalibratedClassifierCV) and few.estimator.cv == 2, \
+        "two labels per class: calibrated on two folds, never a plain model"
     many = fit(template, x, y, ["small", "big"])
-    assert isinstance(many.estimator, CalibratedClassifierCV)
+    assert isinstance(many.estimator, CalibratedClassifierCV) and many.estimator.cv == 3
     assert np.allclose(many.predict_proba(x).sum(axis=1), 1.0)
+
+
+# --- estimators without predict_proba: calibration is the wrapper --------------------------------------------
+
+def _svc(calibration: str = "sigmoid", **params: object) -> ModelConfig:
+    return ModelConfig(estimator="sklearn.svm.SVC", params=params, calibration=calibration)
+
+
+def test_calibration_wraps_with_one_estimator_fitted_on_all_labels() -> None:
+    template = build_estimator(_svc("isotonic"), seed=0)
+    assert isinstance(template, CalibratedClassifierCV) and isinstance(template.estimator, SVC)
+    assert (template.method, template.cv, template.ensemble) == ("isotonic", 3, False)
+    x, y = _data()
+    model = fit(template, x, y, ["small", "big"])
+    assert len(model.estimator.calibrated_classifiers_) == 1, "ensemble=False: one SVC, fitted on every label"
+
+
+@pytest.mark.parametrize("calibration", ["sigmoid", "isotonic"])
+def test_an_estimator_without_predict_proba_is_accepted_with_calibration(calibration: str) -> None:
+    assert check_estimator(_svc(calibration)) is SVC
+    assert check_estimator(ModelConfig(estimator="sklearn.svm.LinearSVC", params={}, calibration=calibration))
+
+
+def test_an_estimator_without_predict_proba_and_no_calibration_is_refused_with_the_fix() -> None:
+    with pytest.raises(ConfigError, match=r"SVC has no predict_proba.*set model.calibration: sigmoid"):
+        check_estimator(_svc("none"))
+
+
+@pytest.mark.parametrize("estimator", ["sklearn.linear_model.LinearRegression", "sklearn.cluster.KMeans",
+                                       "sklearn.preprocessing.StandardScaler"])
+def test_only_classifier_classes_are_accepted(estimator: str) -> None:
+    with pytest.raises(ConfigError, match="is not a scikit-learn classifier class"):
+        check_estimator(ModelConfig(estimator=estimator, params={}, calibration="sigmoid"))
+
+
+def test_something_that_is_not_a_class_is_never_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+
+    def factory(**params: object) -> object:
+        calls.append(params)
+        return types.SimpleNamespace(predict_proba=None)
+
+    module = types.ModuleType("al_loop_fake_models")
+    module.factory = factory  # type: ignore[attr-defined]
+    module.not_a_class = SVC()  # type: ignore[attr-defined]  # an instance is not a class either
+    monkeypatch.setitem(sys.modules, "al_loop_fake_models", module)
+    for name in ("factory", "not_a_class"):
+        with pytest.raises(ConfigError, match="is not a scikit-learn classifier class"):
+            check_estimator(ModelConfig(estimator=f"al_loop_fake_models.{name}", params={}))
+    assert calls == []
+
+
+# --- a calibrated model always gives probabilities, however few the labels -----------------------------------
+
+def _blobs(counts: dict[str, int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Well separated clusters, one per class, `counts[c]` points each."""
+    rng = np.random.default_rng(seed)
+    centers = {name: np.array([4.0 * i, 4.0 * (i % 2)]) for i, name in enumerate(counts)}
+    x = np.vstack([centers[c] + rng.normal(0, 0.5, (n, 2)) for c, n in counts.items()])
+    y = np.array([c for c, n in counts.items() for _ in range(n)], dtype=object)
+    return x, y
+
+
+@pytest.mark.parametrize("calibration", ["sigmoid", "isotonic"])
+@pytest.mark.parametrize("counts", [
+    {"ham": 1, "eggs": 1},                      # one label of each class
+    {"ham": 3, "eggs": 1},                      # one class has a single label
+    {"ham": 2, "eggs": 5},                      # fewer than 3 folds: 2
+    {"ham": 1, "eggs": 2, "spam": 4},           # multi-class, a single label
+    {"ham": 2, "eggs": 2, "spam": 6},           # multi-class, 2 folds
+    {"ham": 3, "eggs": 4, "spam": 3},           # multi-class, 3 folds
+])
+def test_svc_with_calibration_gives_aligned_probabilities_on_tiny_label_sets(counts: dict[str, int],
+                                                                             calibration: str) -> None:
+    x, y = _blobs(counts)
+    classes = ["unseen", *sorted(counts, reverse=True)]  # not sklearn's (sorted) order, and a class not yet seen
+    model = fit(build_estimator(_svc(calibration), seed=0), x, y, classes)
+    assert isinstance(model.estimator, CalibratedClassifierCV), "never a model without predict_proba"
+    proba = model.predict_proba(x)
+    assert proba.shape == (len(y), len(classes))
+    assert np.allclose(proba.sum(axis=1), 1.0) and np.all(proba >= 0)
+    assert np.all(proba[:, 0] == 0), "a class not yet labeled gets no probability"
+    raw = model.estimator.predict_proba(x)
+    for column, name in enumerate(model.estimator.classes_):
+        assert np.array_equal(proba[:, classes.index(str(name))], raw[:, column]), "columns follow the run's classes"
+    assert list(model.predict(x)) == list(y), "separable clusters: the SVC's own predictions are right"
+    if min(counts.values()) == 1:  # in-sample Platt: each labeled point's own class is the most probable
+        assert np.array_equal(np.asarray(classes, dtype=object)[proba.argmax(axis=1)], y)
+        assert proba.max() < 0.99, "one label of a class is no reason to be certain"
+
+
+# --- accuracy is that of the estimator's predictions ----------------------------------------------------------
+
+def test_accuracy_of_a_calibrated_svc_is_that_of_the_svc_predictions() -> None:
+    rng = np.random.default_rng(0)
+    positive = np.repeat([0, 1], [50, 15])
+    x = np.c_[2.0 * positive, np.zeros(65)] + rng.normal(0, 1, (65, 2))
+    y = np.array(["neg", "pos"], dtype=object)[positive]
+    x_test = rng.uniform(-3, 5, (400, 2))
+    y_test = np.where(x_test[:, 0] > 1.0, "pos", "neg").astype(object)
+    model = fit(build_estimator(_svc(kernel="linear"), seed=0), x, y, ["pos", "neg"])
+    svc = SVC(kernel="linear").fit(x, y).predict(x_test)
+    argmax = np.array(model.classes, dtype=object)[model.predict_proba(x_test).argmax(axis=1)]
+    assert accuracy_score(y_test, argmax) != accuracy_score(y_test, svc), "calibration moves the argmax here"
+    assert np.array_equal(model.predict(x_test), svc)
+    metrics = evaluate(model, x_test, y_test)
+    assert metrics["accuracy"] == accuracy_score(y_test, svc)
+    assert metrics["macro_f1"] == pytest.approx(f1_score(y_test, svc, average="macro"))
+
+
+def test_predict_gives_class_names_for_plain_and_constant_models() -> None:
+    x, y = _data()
+    plain = fit(LogisticRegression(), x, y, ["small", "big"])
+    assert np.array_equal(plain.predict(x), LogisticRegression().fit(x, y).predict(x))
+    constant = fit(LogisticRegression(), x[:30], y[:30], ["small", "big"])
+    assert list(constant.predict(x[:3])) == ["small"] * 3
