@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError, field_validator
 from scipy.stats import wilcoxon
 from sklearn import datasets as sk_datasets
 
-from al_loop import __version__
+from al_loop import __version__, selection
 from al_loop.compare import full_pool_accuracy, to_markdown
 from al_loop.config import (
     STRATEGIES,
@@ -45,11 +45,25 @@ from al_loop.config import (
 from al_loop.curves import aubc, is_missing, labels_to_target, mean_curve, target_key
 from al_loop.loop import run_loop
 from al_loop.plots import plot_mean_curves
+from al_loop.selection import check_pool_size
 from al_loop.tracking import Tracker
 from al_loop.workspace import prepare
 
+
 # scikit-learn generators a suite may name; nothing else is ever imported from a config value
-GENERATORS = ("make_moons", "make_circles", "make_classification", "make_blobs")
+def checkerboard_blobs(n_samples: int = 4000, grid: int = 3, cluster_std: float = 0.25,
+                       random_state: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A grid x grid checkerboard of Gaussian blobs in 2-D, neighbours of opposite class: the kind of data where
+    uncertainty sampling keeps refining the boundaries it knows and never finds a blob it has not seen."""
+    rng = np.random.default_rng(random_state)
+    cell = rng.integers(0, grid * grid, n_samples)
+    x = np.c_[cell % grid, cell // grid] + rng.normal(0, cluster_std, (n_samples, 2))
+    return x, (cell % grid + cell // grid) % 2
+
+
+GENERATORS = {"make_moons": sk_datasets.make_moons, "make_circles": sk_datasets.make_circles,
+              "make_classification": sk_datasets.make_classification, "make_blobs": sk_datasets.make_blobs,
+              "checkerboard_blobs": checkerboard_blobs}
 _RESERVED_PARAMS = {"random_state": "set generator.random_state instead",
                     "return_centers": "the generator must return (X, y) only",
                     "return_X_y": "the generator must return (X, y) only"}
@@ -61,7 +75,7 @@ HEADLINE_TARGET = 0.95  # the target of the median speed-up over datasets
 class GeneratorConfig(_Strict):
     """Synthetic data from one of scikit-learn's generators (an allow-list), written once to Parquet."""
 
-    kind: Literal["make_moons", "make_circles", "make_classification", "make_blobs"]
+    kind: Literal["make_moons", "make_circles", "make_classification", "make_blobs", "checkerboard_blobs"]
     params: dict[str, Any] = Field(default_factory=dict)
     random_state: int = Field(0, ge=0)
 
@@ -208,7 +222,7 @@ def materialize(name: str, generator: GeneratorConfig, folder: Path, where: str 
     path and the feature columns. An existing file with other data is refused, not overwritten: runs made
     on it would otherwise resume on different data under the same ids."""
     label = f"{where}.generator" if where else f"generator of {name}"
-    function = getattr(sk_datasets, generator.kind)  # kind is one of GENERATORS (validated as a Literal)
+    function = GENERATORS[generator.kind]  # kind is validated as a Literal: nothing a config names is imported
     accepted = sorted(set(inspect.signature(function).parameters) - set(_RESERVED_PARAMS))
     for key in generator.params:
         if key in _RESERVED_PARAMS:
@@ -244,11 +258,19 @@ def materialize(name: str, generator: GeneratorConfig, folder: Path, where: str 
 
 
 def run_benchmark(path: str | Path, seeds: int | None = None, n_jobs: int | None = None,
-                  on_done: Callable[[SeedRun], None] | None = None) -> BenchmarkResult:
-    """Run (or resume) the suite, seeds in parallel; log a parent MLflow run with the table and plots."""
+                  on_done: Callable[[SeedRun], None] | None = None,
+                  strategies: Sequence[str] | None = None) -> BenchmarkResult:
+    """Run (or resume) the suite, seeds in parallel; log a parent MLflow run with the table and plots.
+
+    `strategies` runs a subset of the suite's (random included); runs already finished are reused."""
     suite, configs = load_benchmark(path)
     if seeds is not None:
         suite.seeds = seeds
+    if strategies is not None:
+        try:
+            suite.strategies = list(strategies)
+        except ValidationError as error:
+            raise ConfigError(_format_validation_error(error, "--strategies")) from None
     seed_list = list(range(suite.first_seed, suite.first_seed + suite.seeds))
     folder = suite.output_dir / suite.id
     folder.mkdir(parents=True, exist_ok=True)
@@ -272,13 +294,13 @@ def run_benchmark(path: str | Path, seeds: int | None = None, n_jobs: int | None
 
 
 def _strategies_for(suite: BenchmarkConfig, config: Config) -> list[str]:
-    """The suite's strategies, without ranked_batch where the pool is too large for its distance matrices."""
-    if "ranked_batch" not in suite.strategies:
+    """The suite's strategies, without those whose declared pool limit (the registry's, or the suite's
+    ranked_batch_max_pool) this dataset's pool exceeds."""
+    if all(selection.get(s).needs.max_pool is None for s in suite.strategies):
         return list(suite.strategies)
     pool_size = len(prepare(config).splits.pool)
-    if pool_size <= suite.ranked_batch_max_pool:
-        return list(suite.strategies)
-    return [s for s in suite.strategies if s != "ranked_batch"]
+    overrides = {"ranked_batch": suite.ranked_batch_max_pool}
+    return [s for s in suite.strategies if check_pool_size(selection.get(s), pool_size, overrides) is None]
 
 
 def _run_dataset_seed(config: Config, dataset: str, strategies: Sequence[str], seed: int, parent: str,

@@ -152,21 +152,25 @@ def audit(config: ConfigArg,
 @app.command()
 def benchmark(config: Annotated[Path, typer.Argument(help="Benchmark suite YAML, e.g. configs/benchmark.yaml")],
               seeds: Annotated[int | None, typer.Option(help="Override the number of seeds.")] = None,
-              jobs: Annotated[int | None, typer.Option(help="Parallel worker processes (seeds in parallel).")] = None
+              jobs: Annotated[int | None, typer.Option(help="Parallel worker processes (seeds in parallel).")] = None,
+              strategies: Annotated[str | None, typer.Option(
+                  help="Comma-separated subset of the suite's strategies (random included); finished runs are "
+                       "reused.")] = None,
               ) -> None:
     """Datasets x strategies x seeds in simulation against random: MLflow runs, a results table, plots."""
     from rich.progress import Progress
 
     try:
         suite, configs = api.load_benchmark(config)
-        total = sum(len(suite.strategies) for _ in configs) * (seeds or suite.seeds)
+        chosen = [s.strip() for s in strategies.split(",")] if strategies else None
+        total = len(chosen or suite.strategies) * len(configs) * (seeds or suite.seeds)
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("benchmark runs", total=total)
 
             def done(run: api.SeedRun) -> None:
                 progress.update(task, advance=1, description=f"{run.dataset} {run.strategy} seed {run.seed}")
 
-            result = api.run_benchmark(config, seeds=seeds, n_jobs=jobs, on_done=done)
+            result = api.run_benchmark(config, seeds=seeds, n_jobs=jobs, on_done=done, strategies=chosen)
     except AlLoopError as error:
         raise _fail(error) from None
     console.print(api.results_markdown(result.table), highlight=False, soft_wrap=True)

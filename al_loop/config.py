@@ -17,9 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from al_loop.errors import ConfigError
+from al_loop.selection import INITIAL_STRATEGIES, QUERY_STRATEGIES
 
-STRATEGIES = ("random", "least_confidence", "margin", "entropy", "ranked_batch", "margin_diverse")
-StrategyName = Literal["random", "least_confidence", "margin", "entropy", "ranked_batch", "margin_diverse"]
+STRATEGIES = QUERY_STRATEGIES  # the registry owns the names (al_loop.selection)
 BUNDLED_DATASETS = ("digits", "breast_cancer", "wine")
 _ANNOTATOR_KINDS = ("simulated", "labelstudio")
 
@@ -75,10 +75,14 @@ class FeaturesConfig(_Strict):
     stop_words: Literal["english"] | None = None
 
 
+DEFAULT_ESTIMATOR = "sklearn.linear_model.LogisticRegression"
+TEXT_POOL_C = 10  # LogisticRegression's C on a text pool when model.params is not written: docs/models.md
+
+
 class ModelConfig(_Strict):
     """The scikit-learn estimator: import path and constructor parameters."""
 
-    estimator: str = "sklearn.linear_model.LogisticRegression"
+    estimator: str = DEFAULT_ESTIMATOR
     params: dict[str, Any] = Field(default_factory=lambda: {"max_iter": 1000})
     warm_start: bool = Field(False, description="refit from the previous round's model where the estimator "
                                                 "supports warm_start (faster; a resumed run refits from scratch)")
@@ -86,15 +90,37 @@ class ModelConfig(_Strict):
         "none", description="calibrate probabilities (CalibratedClassifierCV, 3 folds, ensemble=False) for "
                             "routing thresholds, or for an estimator without predict_proba (SVC, LinearSVC)")
 
+    def use_pool_defaults(self, text: bool) -> None:
+        """Defaults that depend on the pool: on a text pool, the default estimator gets C=10 when model.params is
+        not written (TF-IDF rows are unit vectors, and C=1 leaves the probabilities nearly uniform; measured in
+        docs/models.md). Written params are used as written, so such a config keeps its model and its identity."""
+        if text and self.estimator == DEFAULT_ESTIMATOR and "params" not in self.model_fields_set:
+            self.params = {**self.params, "C": TEXT_POOL_C}
+
 
 class LoopConfig(_Strict):
     """How many labels, in which batches, picked by which strategy."""
 
-    strategy: StrategyName = "margin"
+    strategy: str = Field("auto", description="query strategy (al_loop.selection.QUERY_STRATEGIES)")
+    initial_strategy: str = Field("random", description="how the initial set is picked: random or typical")
     batch_size: int = Field(10, gt=0)
     initial_size: int = Field(20, gt=0, description="size of the random seed set labeled first")
     budget: int | None = Field(200, gt=0, description="stop once this many labels are used")
     max_rounds: int | None = Field(None, gt=0, description="stop after this many query rounds")
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value not in QUERY_STRATEGIES:
+            raise ValueError(f"unknown strategy {value!r}; choose one of {', '.join(QUERY_STRATEGIES)}")
+        return value
+
+    @field_validator("initial_strategy")
+    @classmethod
+    def _known_initial(cls, value: str) -> str:
+        if value not in INITIAL_STRATEGIES:
+            raise ValueError(f"unknown initial strategy {value!r}; choose one of {', '.join(INITIAL_STRATEGIES)}")
+        return value
 
     @model_validator(mode="after")
     def _has_a_stop(self) -> LoopConfig:
@@ -260,9 +286,17 @@ class TrackingConfig(_Strict):
 class CompareConfig(_Strict):
     """Defaults for `al-loop compare`."""
 
-    strategies: list[StrategyName] = Field(default_factory=lambda: ["margin", "random"])
+    strategies: list[str] = Field(default_factory=lambda: ["auto", "margin", "random"])
     seeds: int = Field(3, gt=0)
     targets: list[float] = Field(default_factory=lambda: [0.95, 0.98])
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: list[str]) -> list[str]:
+        unknown = [s for s in value if s not in QUERY_STRATEGIES]
+        if unknown:
+            raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(QUERY_STRATEGIES)}")
+        return value
 
 
 class Config(_Strict):
@@ -291,6 +325,11 @@ class Config(_Strict):
         if isinstance(data, dict) and isinstance(data.get("annotator"), dict) and "kind" not in data["annotator"]:
             data = {**data, "annotator": {"kind": "simulated", **data["annotator"]}}
         return data
+
+    @model_validator(mode="after")
+    def _model_defaults_of_the_pool(self) -> Config:
+        self.model.use_pool_defaults(text=self.dataset.text_column is not None)
+        return self
 
     @model_validator(mode="after")
     def _break_even_needs_a_value(self) -> Config:
@@ -370,7 +409,8 @@ class Config(_Strict):
                  "diversity_factor": (self.compute.diversity_factor, 10),
                  "overlap": ((self.quality.overlap, self.quality.overlap_share), (self._old_overlap(), 1.0)),
                  "consensus": (self.quality.consensus, "majority"),
-                 "adjudication": (self.quality.adjudication.min_agreement, None)}
+                 "adjudication": (self.quality.adjudication.min_agreement, None),
+                 "initial_strategy": (self.loop.initial_strategy, "random")}
         keep |= {key: value for key, (value, default) in later.items() if value != default}
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 

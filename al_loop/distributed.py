@@ -49,7 +49,7 @@ def _features(path: str) -> Any:
     return np.load(path, mmap_mode="r")
 
 
-def _partition_top(path: str, start: int, stop: int, excluded: np.ndarray, model: Any, strategy: str,
+def _partition_top(path: str, start: int, stop: int, excluded: np.ndarray, model: Any, measure: str,
                    k: int) -> Ranked:
     rows = np.arange(start, stop)
     rows = rows[~np.isin(rows, excluded, assume_unique=True)]
@@ -57,17 +57,17 @@ def _partition_top(path: str, start: int, stop: int, excluded: np.ndarray, model
         return Ranked.empty()
     x = _features(path)
     x_chunk = x[rows] if len(rows) < stop - start else x[start:stop]
-    return chunk_top(model, x_chunk, rows, strategy, k)
+    return chunk_top(model, x_chunk, rows, measure, k)
 
 
 def top_candidates(client: Any, features_path: Path, n_rows: int, available: np.ndarray, model: Any,
-                   strategy: str, k: int, chunk_rows: int) -> Ranked:
+                   measure: str, k: int, chunk_rows: int) -> Ranked:
     """The k most ambiguous available rows, scored on the cluster's workers."""
     excluded = np.setdiff1d(np.arange(n_rows), available, assume_unique=True)  # the few used rows
     [model_future] = client.scatter([model], broadcast=True)
     [excluded_future] = client.scatter([excluded], broadcast=True)
     futures = [client.submit(_partition_top, str(features_path), start, stop, excluded_future, model_future,
-                             strategy, k, pure=False)
+                             measure, k, pure=False)
                for start, stop in chunks(n_rows, chunk_rows)]
     best = Ranked.empty()
     for part in client.gather(futures):

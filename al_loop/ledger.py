@@ -349,6 +349,11 @@ class Ledger:
         return dict(self._db.execute("SELECT id, label FROM examples WHERE status = 'labeled' AND purpose = ? "
                                      "ORDER BY round, rank", (purpose,)).fetchall())
 
+    def label_rounds(self, purpose: str = "train") -> dict[str, int]:
+        """The round that picked each labeled example of a purpose: example id -> round."""
+        return dict(self._db.execute("SELECT id, round FROM examples WHERE status = 'labeled' AND purpose = ?",
+                                     (purpose,)).fetchall())
+
     def used_count(self, purpose: str = "train") -> int:
         """Examples of a purpose sent to annotators (queued, labeled or skipped): what the budget counts."""
         return self._db.execute("SELECT COUNT(*) FROM examples WHERE status <> 'unlabeled' AND purpose = ?",

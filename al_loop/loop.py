@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import sparse
 from sklearn.pipeline import Pipeline
 
-from al_loop import __version__
+from al_loop import __version__, selection
 from al_loop.agreement import agreement_report, as_metrics
 from al_loop.annotators.base import Annotator, TaskRequest
 from al_loop.annotators.factory import build_annotator, build_specialists
@@ -36,14 +36,12 @@ from al_loop.errors import ConfigError, DataError, WaitTimeout
 from al_loop.ledger import EXPERT_LANE, ROUTINE, Ledger, Pick, RoundRecord, Settlement
 from al_loop.model import FittedModel, build_estimator, evaluate, fit
 from al_loop.plots import plot_learning_curve
-from al_loop.scoring import DIVERSE, Ranked, farthest_first, top_candidates
-from al_loop.strategies import margin_ambiguity, select
+from al_loop.scoring import Ranked, top_candidates
+from al_loop.selection import EVALUATION_RANDOM, INITIAL_STRATEGIES, SelectionContext, check_pool_size, pick_scores
 from al_loop.tracking import Tracker
 from al_loop.workspace import Workspace, prepare
 
 log = logging.getLogger(__name__)
-INITIAL_STRATEGY = "initial-random"
-EVALUATION_STRATEGY = "evaluation-random"
 
 
 @dataclass(frozen=True)
@@ -143,6 +141,7 @@ class _Loop:
         self.stop_rows = stop_set(config, len(workspace.splits.pool))
         self._cached: tuple[tuple[int, int], FittedModel] | None = None
         self._select_seconds: dict[int, float] = {}  # measured in this process (a resumed round has none)
+        self._strategy_cache: dict[Any, Any] = {}  # what strategies keep for this process (e.g. refitted models)
         self._dask: Any = None
         self._flagged: set[str] = set()  # annotators already warned about in this process
         self._truth: dict[str, str] | None = None  # the pool's label column, when it has one
@@ -186,7 +185,8 @@ class _Loop:
         return stop_rule_fired(self.config, [r.metrics for r in self.ledger.rounds() if r.n_labels])
 
     def queue_next_round(self) -> RoundRecord:
-        """Pick the next batch (the evaluation set, then the random initial set, then queries)."""
+        """Pick the next batch (the evaluation set, then the initial set, then queries) with the registry's
+        strategy for that round."""
         started = time.perf_counter()
         round_index = len(self.ledger.rounds())
         used = self.ledger.used_ids()
@@ -197,22 +197,24 @@ class _Loop:
         # picks, and for one seed every strategy starts from the same initial set (paired comparison).
         rng = np.random.default_rng([self.config.seed, round_index])
         first_train_round = int(self.has_eval_round)
-        purpose, model = "train", None
+        purpose = "train"
         if round_index < first_train_round:
-            strategy, purpose, size = EVALUATION_STRATEGY, "eval", self.config.evaluation.size
+            name, purpose, size = EVALUATION_RANDOM, "eval", self.config.evaluation.size
         elif round_index == first_train_round:
-            strategy, size = INITIAL_STRATEGY, self.config.loop.initial_size
+            name, size = INITIAL_STRATEGIES[self.config.loop.initial_strategy], self.config.loop.initial_size
         else:
-            strategy, size = self.config.loop.strategy, self.config.loop.batch_size
+            name, size = self.config.loop.strategy, self.config.loop.batch_size
         if purpose == "train" and self.config.loop.budget is not None:
             size = min(size, self.config.loop.budget - self.ledger.used_count())
         size = min(size, len(available))
-        if strategy not in (EVALUATION_STRATEGY, INITIAL_STRATEGY):
-            model = self.model_for(self.ledger.labels())
-        rows, scores = self.pick_rows(strategy, model, available, size, rng)
+        strategy = selection.get(name)
+        labels = self.ledger.labels()
+        model = self.model_for(labels) if strategy.needs.model else None
+        ctx = self.selection_context(round_index, size, rng, available, model, labels, strategy.name)
+        ranked = strategy.select(ctx)
+        rows = ranked.rows
         proba = None if model is None or len(rows) == 0 else model.predict_proba(self.ws.x_pool[rows])
-        if strategy == "random" and proba is not None:
-            scores = margin_ambiguity(proba)  # random does not score: report the margin ambiguity of its picks
+        scores = pick_scores(ranked, proba)
         picks = []
         for rank, (row, score) in enumerate(zip(rows, scores, strict=True), start=1):
             guess = None if proba is None else int(proba[rank - 1].argmax())
@@ -222,40 +224,32 @@ class _Loop:
                               confidence=None if guess is None else float(proba[rank - 1, guess]),
                               required=self.config.required_answers(example_id)))
         version = None if model is None else f"{self.config.run_name}/round-{round_index - 1}"
-        self.ledger.queue_round(round_index, strategy, version, picks, purpose=purpose)
+        # before the round is queued: a crash in between re-picks the round with the same draws and notes
+        self.ledger.set_meta(f"strategy_notes/{round_index}", json.dumps(ctx.notes))
+        self.ledger.queue_round(round_index, strategy.name, version, picks, purpose=purpose)
         self._select_seconds[round_index] = time.perf_counter() - started
         return self.ledger.rounds()[-1]
 
-    def pick_rows(self, strategy: str, model: FittedModel | None, available: np.ndarray, size: int,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Pool rows to label, most ambiguous first, and their scores (NaN where nothing was scored).
-
-        Uncertainty strategies score the pool in chunks with a running top-k (locally or on Dask), so
-        memory does not grow with pool x classes; margin_diverse then spreads k picks among the
-        diversity_factor x k most ambiguous; ranked_batch (modAL) needs the candidates in memory.
-        """
+    def selection_context(self, round_index: int, size: int, rng: np.random.Generator, available: np.ndarray,
+                          model: FittedModel | None, labels: dict[str, str], name: str) -> SelectionContext:
+        """What a strategy may read: the pool, the model, the labeled rows, a chunked pool scorer, a way to fit
+        models of the run's kind, and its own durable memory in the ledger."""
         compute = self.config.compute
-        if strategy in (EVALUATION_STRATEGY, INITIAL_STRATEGY, "random") or model is None:
-            selection = select("random", None, size, rng, n_candidates=len(available))
-            return available[selection.rows], selection.scores
-        if strategy == "ranked_batch":
-            if len(available) > compute.ranked_batch_max_pool:
-                raise ConfigError(f"ranked_batch computes candidates x labeled distances; {len(available)} "
-                                  f"candidates exceed compute.ranked_batch_max_pool ({compute.ranked_batch_max_pool})."
-                                  " Use margin_diverse for large pools")
-            labels = self.ledger.labels()
-            x_candidates = self.ws.x_pool[available]
-            selection = select(strategy, model.predict_proba(x_candidates), size, rng, x_candidates=x_candidates,
-                               x_labeled=self.ws.x_pool[self.ws.rows(list(labels))])
-            return available[selection.rows], selection.scores
-        diverse = strategy == DIVERSE
-        k = size * compute.diversity_factor if diverse else size
-        top = self.top_candidates(model, available, "margin" if diverse else strategy, k)
-        if diverse:
-            top = farthest_first(self.ws.x_pool, top, size)
-        return top.rows, top.scores
+        problem = check_pool_size(selection.get(name), len(available),
+                                  {"ranked_batch": compute.ranked_batch_max_pool})
+        if problem:
+            raise ConfigError(f"{problem} (compute.ranked_batch_max_pool)")
+        rounds = self.ledger.label_rounds()
+        return SelectionContext(
+            round=round_index, k=size, rng=rng, x_pool=self.ws.x_pool, available=available, model=model,
+            labeled=self.ws.rows(list(labels)), labels=np.array(list(labels.values()), dtype=object),
+            label_rounds=np.array([rounds[e] for e in labels], dtype=np.int64), score_pool=self.top_candidates,
+            fit=lambda rows, y: fit(self.template, self.ws.x_pool[rows], y, self.ws.classes),
+            state=_LedgerState(self.ledger, f"strategy/{name}/"), cache=self._strategy_cache,
+            diversity_factor=compute.diversity_factor)
 
-    def top_candidates(self, model: FittedModel, available: np.ndarray, strategy: str, k: int) -> Ranked:
+    def top_candidates(self, model: FittedModel, available: np.ndarray, measure: str, k: int) -> Ranked:
+        """The k most ambiguous available rows under a measure, chunk by chunk, locally or on Dask."""
         compute = self.config.compute
         if compute.engine == "dask":
             if self.ws.features_path is None:
@@ -263,8 +257,8 @@ class _Loop:
             if self._dask is None:
                 self._dask = dask_connect(compute.scheduler, compute.n_workers)
             return dask_top_candidates(self._dask, self.ws.features_path, self.ws.x_pool.shape[0], available, model,
-                                       strategy, k, compute.chunk_rows)
-        return top_candidates(model, self.ws.x_pool, available, strategy, k, compute.chunk_rows)
+                                       measure, k, compute.chunk_rows)
+        return top_candidates(model, self.ws.x_pool, available, measure, k, compute.chunk_rows)
 
     def close(self) -> None:
         if self._dask is not None:
@@ -288,7 +282,7 @@ class _Loop:
                                      data=self.ws.splits.pool.inputs.iloc[row].to_dict(),
                                      predicted_label=pick.predicted_label, confidence=pick.confidence,
                                      ambiguity=pick.ambiguity, model_version=records[round_index].model_version,
-                                     purpose="eval" if records[round_index].strategy == EVALUATION_STRATEGY
+                                     purpose="eval" if records[round_index].strategy == EVALUATION_RANDOM
                                      else "train", overlap=pick.required))
         self.ledger.mark_pushed(self.annotator.push(tasks))
 
@@ -374,6 +368,7 @@ class _Loop:
         picked = [r[0] for r in self.ledger.round_ambiguities(round_index) if r[0] is not None]
         if picked:
             metrics["pick_ambiguity"] = float(np.mean(picked))
+        metrics |= json.loads(self.ledger.get_meta(f"strategy_notes/{round_index}") or "{}")
         select_seconds = self._select_seconds.get(round_index)
         if select_seconds is not None:
             metrics["select_seconds"] = select_seconds
@@ -502,3 +497,27 @@ class _Loop:
                 {"flagged_annotators": ", ".join(flagged)} if flagged else {})})
             self.ledger.set_meta("finished", finished_key)
         self.tracker.end_run(self.run_id)
+
+
+class _LedgerState:
+    """A strategy's durable memory: string values under one key prefix of the ledger's meta table."""
+
+    def __init__(self, ledger: Ledger, prefix: str) -> None:
+        self._ledger = ledger
+        self._prefix = prefix
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        value = self._ledger.get_meta(self._prefix + key)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> str:
+        value = self._ledger.get_meta(self._prefix + key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._ledger.set_meta(self._prefix + key, value)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._ledger.get_meta(self._prefix + key) is not None

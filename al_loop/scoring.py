@@ -15,8 +15,6 @@ import numpy as np
 
 from al_loop.strategies import ambiguity, top_k
 
-DIVERSE = "margin_diverse"
-
 
 @dataclass(frozen=True)
 class Ranked:
@@ -38,11 +36,11 @@ def merge(first: Ranked, second: Ranked, k: int) -> Ranked:
     return Ranked(rows[order], scores[order])
 
 
-def chunk_top(model: Any, x_chunk: Any, rows: np.ndarray, strategy: str, k: int) -> Ranked:
-    """Score one chunk (rows = their pool positions) and keep its k best."""
+def chunk_top(model: Any, x_chunk: Any, rows: np.ndarray, measure: str, k: int) -> Ranked:
+    """Score one chunk (rows = their pool positions) under an ambiguity measure and keep its k best."""
     if len(rows) == 0:
         return Ranked.empty()
-    scores = ambiguity(strategy, model.predict_proba(x_chunk))
+    scores = ambiguity(measure, model.predict_proba(x_chunk))
     keep = top_k(scores, k)  # rows ascend, so its tie-break by position is the tie-break by pool row
     return Ranked(rows[keep], scores[keep])
 
@@ -52,7 +50,7 @@ def chunks(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
     return [(start, min(start + chunk_rows, n_rows)) for start in range(0, n_rows, chunk_rows)]
 
 
-def top_candidates(model: Any, x: Any, available: np.ndarray, strategy: str, k: int, chunk_rows: int) -> Ranked:
+def top_candidates(model: Any, x: Any, available: np.ndarray, measure: str, k: int, chunk_rows: int) -> Ranked:
     """The k most ambiguous of the available pool rows (sorted ascending), scored chunk by chunk."""
     best = Ranked.empty()
     for start, stop in chunks(x.shape[0], chunk_rows):
@@ -61,7 +59,7 @@ def top_candidates(model: Any, x: Any, available: np.ndarray, strategy: str, k: 
         if len(rows) == 0:
             continue
         x_chunk = x[rows] if len(rows) < stop - start else x[start:stop]
-        best = merge(best, chunk_top(model, x_chunk, rows, strategy, k), k)
+        best = merge(best, chunk_top(model, x_chunk, rows, measure, k), k)
     return best
 
 

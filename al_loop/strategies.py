@@ -1,4 +1,6 @@
-"""Query strategies: a scoring function (probabilities -> ambiguity) apart from the selection (top-k).
+"""Ambiguity measures: pure functions from probabilities to scores, and the ranked top-k.
+
+The strategies that use them are classes in the registry (al_loop.selection).
 
 Scores come from modAL's probability-level measures (`_proba_uncertainty`, `_proba_margin`,
 `_proba_entropy`, the functions behind `classifier_uncertainty` & co.), applied to probabilities
@@ -17,39 +19,26 @@ import numpy as np
 from modAL.batch import ranked_batch
 from modAL.uncertainty import _proba_entropy, _proba_margin, _proba_uncertainty
 
-from al_loop.config import STRATEGIES
-
 
 def margin_ambiguity(proba: np.ndarray) -> np.ndarray:
     """1 - (p_top1 - p_top2): 1 when the two best classes tie, 0 when one class is certain."""
     return 1.0 - _proba_margin(proba)
 
 
-SCORERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+MEASURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "least_confidence": _proba_uncertainty,
-    "ranked_batch": _proba_uncertainty,  # modAL's uncertainty_batch_sampling ranks by least confidence
-    "margin_diverse": margin_ambiguity,  # then spread out (al_loop.scoring.farthest_first)
     "margin": margin_ambiguity,
     "entropy": _proba_entropy,
 }
 
 
-@dataclass(frozen=True)
-class Selection:
-    """Picked rows (positions in the candidate array), most ambiguous first, with their scores."""
-
-    rows: np.ndarray
-    scores: np.ndarray
-
-
-def ambiguity(strategy: str, proba: np.ndarray) -> np.ndarray:
-    """Ambiguity of each row under a strategy: higher means more worth a human label.
-
-    For `random`, which does not score, the margin ambiguity is returned so picks stay comparable.
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    return SCORERS.get(strategy, margin_ambiguity)(np.asarray(proba, dtype=float))
+def ambiguity(measure: str, proba: np.ndarray) -> np.ndarray:
+    """Ambiguity of each row under a measure (least_confidence, margin, entropy): higher means more worth a
+    human label. `random`, which does not score, gets the margin ambiguity so picks stay comparable."""
+    scorer = margin_ambiguity if measure == "random" else MEASURES.get(measure)
+    if scorer is None:
+        raise ValueError(f"unknown ambiguity measure {measure!r}; choose one of {', '.join(MEASURES)}")
+    return scorer(np.asarray(proba, dtype=float))
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -67,28 +56,6 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     candidates = np.flatnonzero(scores >= threshold)
     order = np.lexsort((candidates, -scores[candidates]))
     return candidates[order][:k]
-
-
-def select(strategy: str, proba: np.ndarray | None, k: int, rng: np.random.Generator,
-           n_candidates: int | None = None, x_candidates: Any = None, x_labeled: Any = None) -> Selection:
-    """Pick k candidates, ranked. `proba` may be None only for `random` (e.g. before any model exists).
-
-    `ranked_batch` also needs the candidates' and the labeled rows' features (for distances).
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if proba is None and strategy != "random":
-        raise ValueError(f"strategy {strategy!r} needs the model's probabilities")
-    if strategy == "random":
-        n = n_candidates if proba is None else len(proba)
-        if n is None:
-            raise ValueError("random selection without probabilities needs n_candidates")
-        rows = rng.permutation(n)[: min(k, n)]
-        scores = np.full(len(rows), np.nan) if proba is None else margin_ambiguity(proba[rows])
-        return Selection(rows=rows, scores=scores)
-    scores = ambiguity(strategy, proba)
-    rows = ranked_batch_rows(scores, k, x_candidates, x_labeled) if strategy == "ranked_batch" else top_k(scores, k)
-    return Selection(rows=rows, scores=scores[rows])
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,7 @@ from al_loop.curves import aubc
 from al_loop.errors import ConfigError
 
 from .conftest import REPO
-
-try:
-    from al_loop.strategies import select
-except ImportError:  # the strategy registry (al_loop.selection) replaces strategies.select
-    from .picking import select  # type: ignore[no-redef]
+from .picking import select
 
 STEPS = np.arange(10, 210, 10, dtype=float)
 

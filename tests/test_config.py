@@ -40,14 +40,16 @@ def test_annotator_quality_config_loads_as_shipped() -> None:
 
 
 def test_ledgers_of_the_previous_version_still_resume_and_per_task_is_quality_overlap() -> None:
-    # identities computed by al-loop at commit 4fa2a8f (before the quality section) for these configs
+    # identities computed by al-loop at commit 4fa2a8f (before the quality section) for these configs; margin was
+    # the default strategy then (a config that names none now runs `auto`, in a folder of its own: auto-seed0)
     bots = {"kind": "labelstudio", "simulate": {"annotators": 3, "accuracy": [1.0, 1.0, 0.0], "per_task": 3}}
-    old = {"dataset": {"name": "digits"}, "annotator": bots}
+    margin = {"strategy": "margin"}
+    old = {"dataset": {"name": "digits"}, "annotator": bots, "loop": margin}
     assert config_from_dict(old, REPO, "test").identity() == "c32f361dbb9c97e2"
     crowd = {"kind": "labelstudio", "simulate": {"annotators": 3, "accuracy": [0.98, 0.95, 0.9]}}
-    assert config_from_dict({"dataset": {"name": "digits"}, "annotator": crowd}, REPO, "test").identity() \
-        == "55e6541fa5234221"
-    renamed = {"dataset": {"name": "digits"}, "quality": {"overlap": 3},
+    assert config_from_dict({"dataset": {"name": "digits"}, "annotator": crowd, "loop": margin}, REPO,
+                            "test").identity() == "55e6541fa5234221"
+    renamed = {"dataset": {"name": "digits"}, "quality": {"overlap": 3}, "loop": margin,
                "annotator": {"kind": "labelstudio", "simulate": {"annotators": 3, "accuracy": [1.0, 1.0, 0.0]}}}
     assert config_from_dict(renamed, REPO, "test").identity() == "c32f361dbb9c97e2", "the new name, the same run"
 
@@ -132,7 +134,7 @@ def test_flat_params_never_carry_secrets(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, {"dataset": {"name": "digits"},
                                            "tracking": {"uri": "postgresql://alice:s3cr3t@127.0.0.1/mlflow"}}))
     params = config.flat_params()
-    assert params["loop.strategy"] == "margin"
+    assert params["loop.strategy"] == "auto"
     assert params["dataset.name"] == "digits"
     assert "s3cr3t" not in " ".join(params.values())
     assert params["tracking.uri"] == "postgresql://***@127.0.0.1/mlflow"
@@ -140,7 +142,8 @@ def test_flat_params_never_carry_secrets(tmp_path: Path) -> None:
 
 def test_identity_is_stable_across_versions_for_default_settings(tmp_path: Path) -> None:
     """A ledger started before evaluation sets, warm start and chunking existed must still resume."""
-    config = load_config(_write(tmp_path, {"dataset": {"name": "digits"}}))
+    # margin was the default strategy then (a config that names none now runs auto, in its own folder)
+    config = load_config(_write(tmp_path, {"dataset": {"name": "digits"}, "loop": {"strategy": "margin"}}))
     assert config.identity() == "aeb30f3bb3b46b80"  # what al-loop computed at commit aadcebc (issue 2)
     changed = config.model_copy(update={"compute": config.compute.model_copy(update={"chunk_rows": 100})})
     assert changed.identity() != config.identity(), "a chunking that can change the picks changes the identity"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from al_loop.annotators import PullResult, SimulatedAnnotator, TaskRequest
@@ -64,8 +66,9 @@ def test_run_logs_each_round_at_step_labels_used(write_config, mlflow_uri: str) 
     assert np.mean(predicted == test.labels) == pytest.approx(accuracy[60])
 
 
-def test_same_config_and_seed_give_the_same_picks_and_metrics(write_config, tmp_path: Path) -> None:
-    config = load_config(write_config(loop={"strategy": "entropy"}))
+@pytest.mark.parametrize("strategy", ["entropy", "auto"])
+def test_same_config_and_seed_give_the_same_picks_and_metrics(write_config, tmp_path: Path, strategy: str) -> None:
+    config = load_config(write_config(loop={"strategy": strategy}))
     first = run_loop(config)
     second = run_loop(config.model_copy(update={"output_dir": tmp_path / "again"}))
     assert _picks(first.run_dir) == _picks(second.run_dir)
@@ -99,10 +102,10 @@ class _Crashing(SimulatedAnnotator):
                 raise RuntimeError(f"simulated crash in {where}")
 
 
-@pytest.mark.parametrize("crash_on", ["push", "pull"])
-def test_a_crash_anywhere_resumes_without_duplicates_or_lost_labels(write_config, tmp_path: Path,
-                                                                    mlflow_uri: str, crash_on: str) -> None:
-    config = load_config(write_config())
+@pytest.mark.parametrize(("crash_on", "strategy"), [("push", "margin"), ("pull", "margin"), ("pull", "auto")])
+def test_a_crash_anywhere_resumes_without_duplicates_or_lost_labels(write_config, tmp_path: Path, mlflow_uri: str,
+                                                                    crash_on: str, strategy: str) -> None:
+    config = load_config(write_config(loop={"strategy": strategy}))
     workspace = prepare(config)
     reference = run_loop(config.model_copy(update={"output_dir": tmp_path / "uninterrupted"}), workspace=workspace)
 
@@ -128,6 +131,36 @@ def test_a_crash_anywhere_resumes_without_duplicates_or_lost_labels(write_config
     assert picks == _picks(reference.run_dir)
     assert _history(client, run_id, "accuracy") == _history(client, reference.run_id, "accuracy")
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_the_default_strategy_is_auto_and_logs_its_choices_to_mlflow_and_the_ledger(write_config, tmp_path: Path,
+                                                                                  mlflow_uri: str) -> None:
+    path = write_config(loop={"batch_size": 10, "initial_size": 20, "budget": 80})
+    raw = yaml.safe_load(path.read_text())
+    del raw["loop"]["strategy"]  # what a user gets without choosing
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    assert config.loop.strategy == "auto" and config.run_name == "auto-seed0"
+    result = run_loop(config)
+    client = MlflowClient(mlflow_uri)
+    query_steps = [30, 40, 50, 60, 70, 80]
+    arm_names = ("margin", "least_confidence", "random")
+    chances = {arm: _history(client, result.run_id, f"auto/p_{arm}") for arm in arm_names}
+    assert all(sorted(c) == query_steps for c in chances.values())
+    for step in query_steps:
+        assert sum(c[step] for c in chances.values()) == pytest.approx(1.0)
+    arms = _history(client, result.run_id, "auto/arm")
+    assert sorted(arms) == query_steps and set(arms.values()) <= {0.0, 1.0, 2.0}
+    assert _history(client, result.run_id, "auto/rewarded_rounds")[80] >= 3, "later rounds are judged by probes"
+    with Ledger.open(result.run_dir / "ledger.sqlite") as ledger:
+        for round_index in range(1, 7):
+            record = json.loads(ledger.get_meta(f"strategy/auto/round/{round_index}"))
+            assert record["arm"] == arm_names[int(arms[20 + 10 * round_index])]
+            assert len(record["probes"]) == 1
+            probe = str(prepare(config).splits.pool.ids[record["probes"][0]])
+            rank, strategy = ledger._db.execute("SELECT e.rank, r.strategy FROM examples e JOIN rounds r "
+                                                "ON r.round = e.round WHERE e.id = ?", (probe,)).fetchone()
+            assert (rank, strategy) == (10, "auto"), "the probe is the round's last pick"
 
 
 def test_budget_can_be_extended_on_a_finished_run(write_config) -> None:
@@ -165,7 +198,8 @@ def test_cli_run_and_a_second_concurrent_run_is_refused(write_config, tmp_path: 
     ({"loop": {"batchsize": 3}}, "loop.batchsize: unknown key"),
     ({"evaluation": {"size": 5000}}, "evaluation.size (5000) leaves nothing of the pool"),
     ({"loop": {"strategy": "ranked_batch"}, "compute": {"ranked_batch_max_pool": 100}},
-     "exceed compute.ranked_batch_max_pool (100)"),
+     "ranked_batch cannot run on 1237 candidates (its limit is 100); use margin_diverse for large pools "
+     "(compute.ranked_batch_max_pool)"),
     ({"compute": {"engine": "dask", "store_features": False}}, "set compute.store_features: true"),
 ])
 def test_cli_bad_input_exits_2_with_a_message(write_config, tmp_path: Path, sections: dict, message: str) -> None:

@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from al_loop.strategies import ambiguity, margin_ambiguity, select, top_k
+from al_loop.strategies import ambiguity, margin_ambiguity, top_k
+
+from .picking import select
 
 # rows: a coin flip, a fairly sure guess, a certain guess
 BINARY = np.array([[0.5, 0.5], [0.9, 0.1], [1.0, 0.0]])
@@ -168,7 +170,7 @@ def test_random_without_probabilities_or_count_raises():
 
 
 def test_unknown_strategy_raises_value_error():
-    with pytest.raises(ValueError, match="unknown strategy 'bald'"):
+    with pytest.raises(ValueError, match="unknown ambiguity measure 'bald'"):
         ambiguity("bald", BINARY)
     with pytest.raises(ValueError, match="unknown strategy"):
         select("bald", BINARY, 2, np.random.default_rng(0))
