@@ -17,8 +17,9 @@ import inspect
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from scipy.stats import wilcoxon
 from sklearn import datasets as sk_datasets
 
 from al_loop import __version__, selection
+from al_loop.auto import ARMS as AUTO_ARMS
 from al_loop.compare import full_pool_accuracy, to_markdown
 from al_loop.config import (
     STRATEGIES,
@@ -135,6 +137,7 @@ class SeedRun:
     run_id: str
     budget: float | None = None
     batch_size: int | None = None
+    arms: dict[str, int] = field(default_factory=dict)  # auto: how many rounds drew each arm
 
 
 @dataclass(frozen=True)
@@ -327,8 +330,29 @@ def _run_dataset_seed(config: Config, dataset: str, strategies: Sequence[str], s
         seconds = [r.metrics.get("round_seconds", np.nan) for r in result.rounds[1:]]
         out.append(SeedRun(dataset=dataset, strategy=strategy, seed=seed, steps=steps, accuracy=accuracy,
                            full_accuracy=full, round_seconds=float(np.nanmean(seconds)) if seconds else np.nan,
-                           run_id=result.run_id, budget=config.loop.budget, batch_size=config.loop.batch_size))
+                           run_id=result.run_id, budget=config.loop.budget, batch_size=config.loop.batch_size,
+                           arms=arms_drawn(result.rounds)))
     return out
+
+
+def arms_drawn(rounds: Sequence[Any]) -> dict[str, int]:
+    """How many rounds of an `auto` run drew each arm (from its logged `auto/arm`); empty for other strategies."""
+    drawn = Counter(int(r.metrics["auto/arm"]) for r in rounds if "auto/arm" in r.metrics)
+    return {AUTO_ARMS[i]: n for i, n in sorted(drawn.items())}
+
+
+def arms_table(runs: Sequence[SeedRun]) -> pd.DataFrame:
+    """Per dataset, the share of `auto`'s rounds that drew each arm, over all seeds."""
+    rows = []
+    for dataset in sorted({r.dataset for r in runs if r.arms}):
+        total: Counter[str] = Counter()
+        for run in runs:
+            if run.dataset == dataset:
+                total.update(run.arms)
+        rounds = sum(total.values())
+        rows.append({"dataset": dataset, "rounds": rounds,
+                     **{arm: total.get(arm, 0) / rounds for arm in AUTO_ARMS}})
+    return pd.DataFrame(rows)
 
 
 # -- statistics ---------------------------------------------------------------------------------------
@@ -684,7 +708,10 @@ def _log_parent(tracker: Tracker, run_id: str, folder: Path, table: pd.DataFrame
                 runs: Sequence[SeedRun]) -> None:
     csv, markdown, medians_csv = folder / "results.csv", folder / "results.md", folder / "median_speedups.csv"
     table.to_csv(csv, index=False)
-    markdown.write_text(results_markdown(table))
+    arms = arms_table(runs)
+    markdown.write_text(results_markdown(table) + (
+        "\n\n`auto`: share of its rounds that drew each arm (all seeds)\n\n" + to_markdown(arms.round(3))
+        if len(arms) else ""))
     key = target_key(HEADLINE_TARGET)
     metrics, tags = {}, {"runs": str(len(runs))}
     for row in table.to_dict("records"):

@@ -191,3 +191,22 @@ def test_auto_probe_count_is_a_share_of_the_batch_and_at_least_one(k: int, share
         assert n == max(1, round(share * k)) and n < k
     else:
         assert n in (0, k)
+
+
+def test_the_benchmark_counts_the_arms_auto_drew_per_dataset() -> None:
+    from al_loop.benchmark import SeedRun, arms_drawn, arms_table
+    from al_loop.ledger import RoundRecord
+
+    def record(metrics: dict) -> RoundRecord:
+        return RoundRecord(round=1, strategy="auto", status="logged", batch_size=10, model_version=None,
+                           n_labels=30, metrics=metrics)
+
+    rounds = [record({"accuracy": 0.5}), record({"auto/arm": 0.0}), record({"auto/arm": 2.0}),
+              record({"auto/arm": 0.0})]
+    assert arms_drawn(rounds) == {"margin": 2, "random": 1}
+    assert arms_drawn([record({"accuracy": 0.9})]) == {}
+    runs = [SeedRun("d", "auto", s, np.array([1.0]), np.array([1.0]), 1.0, 0.0, "r", arms=arms) for s, arms in
+            enumerate([{"margin": 2, "random": 1}, {"least_confidence": 1}])]
+    table = arms_table(runs).set_index("dataset")
+    assert table.loc["d", "rounds"] == 4
+    assert table.loc["d", "margin"] == pytest.approx(0.5) and table.loc["d", "random"] == pytest.approx(0.25)
