@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +13,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.svm import SVC
 
-from al_loop.config import ModelConfig, check_estimator
+from al_loop.config import ModelConfig, check_estimator, config_from_dict
 from al_loop.errors import ConfigError
 from al_loop.model import build_estimator, evaluate, fit
+
+from .conftest import REPO
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:
@@ -175,3 +178,35 @@ def test_predict_gives_class_names_for_plain_and_constant_models() -> None:
     assert np.array_equal(plain.predict(x), LogisticRegression().fit(x, y).predict(x))
     constant = fit(LogisticRegression(), x[:30], y[:30], ["small", "big"])
     assert list(constant.predict(x[:3])) == ["small"] * 3
+
+
+# --- the default text model: C=10 when model.params is not written ---------------------------------------------
+
+def _text_pool(tmp_path: Path) -> dict[str, object]:
+    pool = tmp_path / "pool.csv"
+    pool.write_text("id,text,label\na,red apples,fruit\nb,green cars,car\n")
+    return {"dataset": {"path": str(pool), "text_column": "text"}}
+
+
+def test_a_text_pool_gets_the_measured_c_when_params_are_not_written(tmp_path: Path) -> None:
+    text = _text_pool(tmp_path)
+    default = config_from_dict(text, tmp_path, "test")
+    assert default.model.params == {"max_iter": 1000, "C": 10}
+    assert build_estimator(default.model, seed=0).C == 10
+    same_estimator = config_from_dict({**text, "model": {"estimator": "sklearn.linear_model.LogisticRegression"}},
+                                      tmp_path, "test")
+    assert same_estimator.identity() == default.identity()
+    assert default.with_overrides(seed=0).identity() == default.identity(), "the resolved C survives a round trip"
+    spelled_out = config_from_dict({**text, "model": {"params": {"max_iter": 1000, "C": 10}}}, tmp_path, "test")
+    assert spelled_out.identity() == default.identity(), "writing the default out names the same run"
+
+
+def test_written_params_other_estimators_and_numeric_pools_keep_their_model(tmp_path: Path) -> None:
+    text = _text_pool(tmp_path)
+    assert config_from_dict(text, tmp_path, "test").model.params["C"] == 10
+    for model in ({"params": {"max_iter": 1000}}, {"params": {}},  # written params: used as written
+                  {"estimator": "sklearn.svm.SVC", "calibration": "sigmoid"}):  # another estimator: its own C
+        config = config_from_dict({**text, "model": model}, tmp_path, "test")
+        assert config.model.model_dump() == ModelConfig(**model).model_dump(), "so the identity is the one it was"
+    numeric = config_from_dict({"dataset": {"name": "digits"}}, REPO, "test")
+    assert numeric.model.params == {"max_iter": 1000} and build_estimator(numeric.model, seed=0).C == 1.0
