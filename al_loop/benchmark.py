@@ -42,6 +42,7 @@ from al_loop.config import (
     _resolve,
     _Strict,
     config_from_dict,
+    known_names,
     read_yaml,
 )
 from al_loop.curves import aubc, is_missing, labels_to_target, mean_curve, target_key
@@ -114,9 +115,7 @@ class BenchmarkConfig(_Strict):
     @field_validator("strategies")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        unknown = [s for s in value if s not in STRATEGIES]
-        if unknown:
-            raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
+        known_names(value, STRATEGIES, "strategy")
         if "random" not in value:
             raise ValueError("the benchmark measures strategies against random: include 'random'")
         return value

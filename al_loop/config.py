@@ -24,6 +24,14 @@ BUNDLED_DATASETS = ("digits", "breast_cancer", "wine")
 _ANNOTATOR_KINDS = ("simulated", "labelstudio")
 
 
+def known_names(values: list[str], allowed: tuple[str, ...], what: str) -> list[str]:
+    """The values, if each is one of `allowed`; else a ValueError naming the unknown ones and the choices."""
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; choose one of {', '.join(allowed)}")
+    return values
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -111,16 +119,12 @@ class LoopConfig(_Strict):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
-        if value not in QUERY_STRATEGIES:
-            raise ValueError(f"unknown strategy {value!r}; choose one of {', '.join(QUERY_STRATEGIES)}")
-        return value
+        return known_names([value], QUERY_STRATEGIES, "strategy")[0]
 
     @field_validator("initial_strategy")
     @classmethod
     def _known_initial(cls, value: str) -> str:
-        if value not in INITIAL_STRATEGIES:
-            raise ValueError(f"unknown initial strategy {value!r}; choose one of {', '.join(INITIAL_STRATEGIES)}")
-        return value
+        return known_names([value], tuple(INITIAL_STRATEGIES), "initial strategy")[0]
 
     @model_validator(mode="after")
     def _has_a_stop(self) -> LoopConfig:
@@ -293,10 +297,7 @@ class CompareConfig(_Strict):
     @field_validator("strategies")
     @classmethod
     def _known_strategies(cls, value: list[str]) -> list[str]:
-        unknown = [s for s in value if s not in QUERY_STRATEGIES]
-        if unknown:
-            raise ValueError(f"unknown strategies {unknown}; choose from {', '.join(QUERY_STRATEGIES)}")
-        return value
+        return known_names(value, QUERY_STRATEGIES, "strategy")
 
 
 class Config(_Strict):

@@ -239,7 +239,7 @@ def test_a_suite_must_include_random_and_known_strategies(tmp_path: Path) -> Non
         load_benchmark(path)
     path.write_text(yaml.safe_dump({"datasets": [{"name": "d", "dataset": {"name": "digits"}}],
                                     "strategies": ["random", "magic"]}))
-    with pytest.raises(ConfigError, match="unknown strategies"):
+    with pytest.raises(ConfigError, match="unknown strategy 'magic'; choose one of random"):
         load_benchmark(path)
 
 
