@@ -163,6 +163,18 @@ def test_the_default_strategy_is_auto_and_logs_its_choices_to_mlflow_and_the_led
             assert (rank, strategy) == (10, "auto"), "the probe is the round's last pick"
 
 
+def test_a_typical_initial_set_is_one_central_row_per_cluster_and_names_another_run(write_config) -> None:
+    plain = load_config(write_config(loop={"budget": 40}))
+    typical = load_config(write_config(loop={"budget": 40, "initial_strategy": "typical"}))
+    assert typical.identity() != plain.identity(), "another initial set is another run"
+    result = run_loop(typical)
+    assert result.rounds[0].strategy == "initial-typical" and result.rounds[1].strategy == "margin"
+    initial = [p[2] for p in _picks(result.run_dir) if p[0] == 0]
+    workspace = prepare(typical)
+    labels = workspace.splits.pool.labels[workspace.rows(initial)]
+    assert len(initial) == 20 and len(set(labels)) >= 9, "20 typical rows of digits cover (nearly) every class"
+
+
 def test_budget_can_be_extended_on_a_finished_run(write_config) -> None:
     path = write_config(loop={"budget": 40})
     first = run_loop(load_config(path))
