@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
+from al_loop.compare import to_markdown
 from al_loop.config import config_from_dict
 from al_loop.loop import run_loop
 from al_loop.model import evaluate, fit
@@ -110,7 +111,7 @@ def _cells(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataF
 
 
 def _print(table: pd.DataFrame) -> None:
-    print(table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False))
+    print(to_markdown(table))
 
 
 def main() -> None:
@@ -137,14 +138,6 @@ def main() -> None:
         print(f"\nLoops on newsgroups6, mean of 3 seeds: accuracy / log loss ({time.perf_counter() - started:.0f} s)"
               "\n")
         _print(_cells(curves, ["strategy", "labels"], ["accuracy", "log_loss"]))
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":
