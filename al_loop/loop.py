@@ -37,7 +37,14 @@ from al_loop.ledger import EXPERT_LANE, ROUTINE, Ledger, Pick, RoundRecord, Sett
 from al_loop.model import FittedModel, build_estimator, evaluate, fit
 from al_loop.plots import plot_learning_curve
 from al_loop.scoring import Ranked, top_candidates
-from al_loop.selection import EVALUATION_RANDOM, INITIAL_STRATEGIES, SelectionContext, check_pool_size, pick_scores
+from al_loop.selection import (
+    EVALUATION_RANDOM,
+    INITIAL_STRATEGIES,
+    SelectionContext,
+    Strategy,
+    check_pool_size,
+    pick_scores,
+)
 from al_loop.tracking import Tracker
 from al_loop.workspace import Workspace, prepare
 
@@ -210,7 +217,7 @@ class _Loop:
         strategy = selection.get(name)
         labels = self.ledger.labels()
         model = self.model_for(labels) if strategy.needs.model else None
-        ctx = self.selection_context(round_index, size, rng, available, model, labels, strategy.name)
+        ctx = self.selection_context(round_index, size, rng, available, model, labels, strategy)
         ranked = strategy.select(ctx)
         rows = ranked.rows
         proba = None if model is None or len(rows) == 0 else model.predict_proba(self.ws.x_pool[rows])
@@ -231,12 +238,12 @@ class _Loop:
         return self.ledger.rounds()[-1]
 
     def selection_context(self, round_index: int, size: int, rng: np.random.Generator, available: np.ndarray,
-                          model: FittedModel | None, labels: dict[str, str], name: str) -> SelectionContext:
+                          model: FittedModel | None, labels: dict[str, str], strategy: Strategy
+                          ) -> SelectionContext:
         """What a strategy may read: the pool, the model, the labeled rows, a chunked pool scorer, a way to fit
         models of the run's kind, and its own durable memory in the ledger."""
         compute = self.config.compute
-        problem = check_pool_size(selection.get(name), len(available),
-                                  {"ranked_batch": compute.ranked_batch_max_pool})
+        problem = check_pool_size(strategy, len(available), {"ranked_batch": compute.ranked_batch_max_pool})
         if problem:
             raise ConfigError(f"{problem} (compute.ranked_batch_max_pool)")
         rounds = self.ledger.label_rounds()
@@ -245,7 +252,7 @@ class _Loop:
             labeled=self.ws.rows(list(labels)), labels=np.array(list(labels.values()), dtype=object),
             label_rounds=np.array([rounds[e] for e in labels], dtype=np.int64), score_pool=self.top_candidates,
             fit=lambda rows, y: fit(self.template, self.ws.x_pool[rows], y, self.ws.classes),
-            state=_LedgerState(self.ledger, f"strategy/{name}/"), cache=self._strategy_cache,
+            state=_LedgerState(self.ledger, f"strategy/{strategy.name}/"), cache=self._strategy_cache,
             diversity_factor=compute.diversity_factor)
 
     def top_candidates(self, model: FittedModel, available: np.ndarray, measure: str, k: int) -> Ranked:
