@@ -24,7 +24,7 @@ import numpy as np
 from al_loop.scoring import Ranked
 from al_loop.selection import Needs, SelectionContext, get
 
-ARMS = ("margin", "least_confidence", "random")
+ARMS = ("margin", "margin_diverse", "random")
 PROBE_SHARE = 0.1
 PRIOR_MEAN = {"margin": 1.0}  # in units of PRIOR_SD: margin is the strong default (Settles 2009; DESIGN.md)
 PRIOR_SD = 1.0  # prior sd of an arm effect, in units of the rewards' spread

@@ -144,7 +144,7 @@ def test_the_default_strategy_is_auto_and_logs_its_choices_to_mlflow_and_the_led
     result = run_loop(config)
     client = MlflowClient(mlflow_uri)
     query_steps = [30, 40, 50, 60, 70, 80]
-    arm_names = ("margin", "least_confidence", "random")
+    arm_names = ("margin", "margin_diverse", "random")
     chances = {arm: _history(client, result.run_id, f"auto/p_{arm}") for arm in arm_names}
     assert all(sorted(c) == query_steps for c in chances.values())
     for step in query_steps:

@@ -127,7 +127,7 @@ def test_auto_spends_a_random_share_and_the_rest_on_one_arm_without_repeats() ->
         assert not seen & set(rows.tolist()), "no example is picked twice"
         seen |= set(rows.tolist())
         record = json.loads(state[f"round/{r}"])
-        assert record["arm"] in ("margin", "least_confidence", "random")
+        assert record["arm"] in ("margin", "margin_diverse", "random")
         assert len(record["probes"]) == 1 and record["probes"][0] == rows[-1], "the probe comes last"
 
 
@@ -168,13 +168,13 @@ def test_auto_favours_the_arm_whose_rounds_improved_the_model_more(better: str) 
     rng = np.random.default_rng(0)
     rewards = []
     for r in range(30):
-        arm = ("margin", "least_confidence", "random")[r % 3]
+        arm = ("margin", "margin_diverse", "random")[r % 3]
         n = 20 + 10 * r
         base = 0.02 / n  # every arm's gain shrinks with the labels
         bonus = 0.01 / n if arm == better else 0.0
         rewards.append((arm, float(np.log(n)), base + bonus + rng.normal(0, 0.0005 / n), 30 - r))
     chance = Auto().chance_best(rewards, np.random.default_rng(1))
-    assert chance[("margin", "least_confidence", "random").index(better)] > 0.9
+    assert chance[("margin", "margin_diverse", "random").index(better)] > 0.9
 
 
 def test_auto_without_evidence_follows_its_prior_towards_margin_but_keeps_exploring() -> None:
@@ -206,7 +206,7 @@ def test_the_benchmark_counts_the_arms_auto_drew_per_dataset() -> None:
     assert arms_drawn(rounds) == {"margin": 2, "random": 1}
     assert arms_drawn([record({"accuracy": 0.9})]) == {}
     runs = [SeedRun("d", "auto", s, np.array([1.0]), np.array([1.0]), 1.0, 0.0, "r", arms=arms) for s, arms in
-            enumerate([{"margin": 2, "random": 1}, {"least_confidence": 1}])]
+            enumerate([{"margin": 2, "random": 1}, {"margin_diverse": 1}])]
     table = arms_table(runs).set_index("dataset")
     assert table.loc["d", "rounds"] == 4
     assert table.loc["d", "margin"] == pytest.approx(0.5) and table.loc["d", "random"] == pytest.approx(0.25)
