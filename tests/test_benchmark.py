@@ -243,6 +243,18 @@ def test_a_suite_must_include_random_and_known_strategies(tmp_path: Path) -> Non
         load_benchmark(path)
 
 
+@pytest.mark.parametrize(("strategies", "message"), [(["margin", "auto"], "include 'random'"),
+                                                     (["random", "bald"], "(?s)--strategies.*unknown strategy 'bald'")])
+def test_a_strategy_subset_on_the_command_line_is_checked_like_the_suite(tmp_path: Path, strategies: list[str],
+                                                                         message: str) -> None:
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump({"datasets": [{"name": "d", "dataset": {"name": "digits"}}],
+                                    "output_dir": str(tmp_path / "out")}))
+    with pytest.raises(ConfigError, match=message):
+        run_benchmark(path, seeds=2, strategies=strategies)
+    assert not (tmp_path / "out" / "default" / "d").exists(), "nothing ran"
+
+
 def test_a_loop_config_given_to_the_benchmark_gets_a_hint() -> None:
     with pytest.raises(ConfigError, match="is a loop config"):
         load_benchmark(REPO / "configs" / "quickstart.yaml")
