@@ -17,6 +17,7 @@ resumed run makes the same choices, and logged to MLflow (`auto/*`).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -75,19 +76,20 @@ class Auto:
             return []
         label_round = dict(zip(ctx.labeled.tolist(), ctx.label_rounds.tolist(), strict=True))
         y_of = dict(zip(ctx.labeled.tolist(), ctx.labels.tolist(), strict=True))
+        per_round = Counter(label_round.values())  # labels each round brought in
         out = []
         for s in sorted(history):
             later = [r for t, h in history.items() if t > s for r in h["probes"] if r in y_of]
             if not later:
                 continue
-            before = _model_up_to(ctx, label_round, y_of, s - 1)
-            after = _model_up_to(ctx, label_round, y_of, s)
+            before = _model_up_to(ctx, label_round, y_of, per_round, s - 1)
+            after = _model_up_to(ctx, label_round, y_of, per_round, s)
             if before is None or after is None:
                 continue
             rows = np.array(later)
             truth = np.array([y_of[r] for r in later], dtype=object)
             gain = _brier(before, ctx.x_pool[rows], truth) - _brier(after, ctx.x_pool[rows], truth)
-            batch = sum(1 for r in label_round.values() if r == s)
+            batch = per_round[s]
             if batch == 0:
                 continue
             out.append((history[s]["arm"], float(np.log(max(history[s]["labels_before"], 1))),
@@ -139,13 +141,16 @@ def _history(ctx: SelectionContext) -> dict[int, dict[str, Any]]:
     return out
 
 
-def _model_up_to(ctx: SelectionContext, label_round: dict[int, int], y_of: dict[int, Any], last_round: int) -> Any:
-    """The model fitted on the labels of rounds <= last_round (cached for the run)."""
-    rows = np.array(sorted(r for r, t in label_round.items() if t <= last_round), dtype=np.int64)
-    key = ("auto-model", last_round, len(rows))
+def _model_up_to(ctx: SelectionContext, label_round: dict[int, int], y_of: dict[int, Any],
+                 per_round: Counter[int], last_round: int) -> Any:
+    """The model fitted on the labels of rounds <= last_round (cached for the run; the rows are gathered only
+    when it has to be fitted)."""
+    count = sum(n for r, n in per_round.items() if r <= last_round)
+    if count == 0:
+        return None
+    key = ("auto-model", last_round, count)
     if key not in ctx.cache:
-        if len(rows) == 0:
-            return None
+        rows = np.array(sorted(r for r, t in label_round.items() if t <= last_round), dtype=np.int64)
         ctx.cache[key] = ctx.fit(rows, np.array([y_of[r] for r in rows], dtype=object))
     return ctx.cache[key]
 

@@ -240,20 +240,24 @@ class _Loop:
     def selection_context(self, round_index: int, size: int, rng: np.random.Generator, available: np.ndarray,
                           model: FittedModel | None, labels: dict[str, str], strategy: Strategy
                           ) -> SelectionContext:
-        """What a strategy may read: the pool, the model, the labeled rows, a chunked pool scorer, a way to fit
-        models of the run's kind, and its own durable memory in the ledger."""
+        """What a strategy may read: the pool, the model, the labeled rows (for strategies that need them), a
+        chunked pool scorer, a way to fit models of the run's kind, and its own durable memory in the ledger."""
         compute = self.config.compute
         problem = check_pool_size(strategy, len(available), {"ranked_batch": compute.ranked_batch_max_pool})
         if problem:
             raise ConfigError(f"{problem} (compute.ranked_batch_max_pool)")
-        rounds = self.ledger.label_rounds()
-        return SelectionContext(
+        ctx = SelectionContext(
             round=round_index, k=size, rng=rng, x_pool=self.ws.x_pool, available=available, model=model,
-            labeled=self.ws.rows(list(labels)), labels=np.array(list(labels.values()), dtype=object),
-            label_rounds=np.array([rounds[e] for e in labels], dtype=np.int64), score_pool=self.top_candidates,
+            score_pool=self.top_candidates,
             fit=lambda rows, y: fit(self.template, self.ws.x_pool[rows], y, self.ws.classes),
             state=_LedgerState(self.ledger, f"strategy/{strategy.name}/"), cache=self._strategy_cache,
             diversity_factor=compute.diversity_factor)
+        if strategy.needs.labeled:
+            rounds = self.ledger.label_rounds()
+            ctx.labeled = self.ws.rows(list(labels))
+            ctx.labels = np.array(list(labels.values()), dtype=object)
+            ctx.label_rounds = np.array([rounds[e] for e in labels], dtype=np.int64)
+        return ctx
 
     def top_candidates(self, model: FittedModel, available: np.ndarray, measure: str, k: int) -> Ranked:
         """The k most ambiguous available rows under a measure, chunk by chunk, locally or on Dask."""

@@ -63,7 +63,6 @@ class SelectionContext:
     state: Any = field(default_factory=dict)  # a mapping of str -> str (get, [], in), kept in the ledger
     cache: dict[Any, Any] = field(default_factory=dict)  # per-run memory that may be lost (refitted models)
     diversity_factor: int = 10
-    max_pool: dict[str, int] = field(default_factory=dict)  # user overrides of Needs.max_pool, by strategy name
     notes: dict[str, float] = field(default_factory=dict)  # what the strategy wants logged for this round
 
     def top(self, measure: str, k: int) -> Ranked:
