@@ -1,0 +1,148 @@
+"""Secrets never echoed, and files or config values that could run code are refused (issue 12, items 5, 7-13)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from al_loop.cli import app
+from al_loop.config import LabelStudioAnnotatorConfig, load_config
+from al_loop.errors import ConfigError, ServiceError
+from al_loop.labelstudio.connection import connect
+from al_loop.loop import run_loop
+from al_loop.redact import looks_like_token, redact, redact_url, redact_value
+
+LEGACY_TOKEN = "deadbeef0123456789abcdef0123456789abcdef"  # 40 hex, starts with a letter: a valid identifier
+PAT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCIsImV4cCI6OTk5OX0."
+       "c2lnbmF0dXJlMTIzNDU2Nzg5MA")  # shaped like a Label Studio personal access token (a JWT)
+RANDOM = "Zx81kQ2mPw7rTn4vB9cD5eF6"
+
+
+def _write(tmp_path: Path, config: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+# --- item 7: a token pasted where a variable NAME belongs -----------------------------------------------------
+
+@pytest.mark.parametrize("token", [LEGACY_TOKEN, LEGACY_TOKEN.upper(), PAT, RANDOM, f"Token {LEGACY_TOKEN}"])
+def test_a_token_in_token_env_is_refused_without_being_repeated(tmp_path: Path, token: str) -> None:
+    path = _write(tmp_path, {"dataset": {"name": "digits"},
+                             "annotator": {"kind": "labelstudio", "token_env": token}})
+    with pytest.raises(ConfigError, match=r"annotator\.token_env") as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert token not in message and token[:12] not in message, message
+    assert "NAME of an environment variable" in message or "looks like a token" in message
+
+
+@pytest.mark.parametrize("name", ["LABEL_STUDIO_API_KEY", "AL_LOOP_TEST_LS_TOKEN", "MY_TOKEN_2", "ls_token",
+                                  "LABEL_STUDIO_PERSONAL_ACCESS_TOKEN"])
+def test_variable_names_are_still_accepted(name: str) -> None:
+    assert LabelStudioAnnotatorConfig(kind="labelstudio", token_env=name).token_env == name
+    assert not looks_like_token(name)
+
+
+def test_no_param_logged_to_mlflow_carries_a_token(tmp_path: Path) -> None:
+    """A token anywhere in the config (here a project title) is not logged as a param."""
+    config = load_config(_write(tmp_path, {"dataset": {"name": "digits"},
+                                           "annotator": {"kind": "labelstudio", "project_title": LEGACY_TOKEN}}))
+    params = config.flat_params()
+    assert LEGACY_TOKEN not in " ".join(params.values())
+    assert params["annotator.project_title"] == "***"
+    assert params["annotator.token_env"] == "LABEL_STUDIO_API_KEY"
+    assert params["model.estimator"] == "sklearn.linear_model.LogisticRegression"
+
+
+# --- item 8: URLs with credentials ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://alice:s3cr3t@db.example:5432/mlflow", "postgresql://***@db.example:5432/mlflow"),
+    ("https://ls.example/api?token=s3cr3t&page=2", "https://ls.example/api?token=***&page=2"),
+    ("https://ls.example/?access_token=s3cr3t", "https://ls.example/?access_token=***"),
+    ("https://h/x?X-Amz-Signature=s3cr3t&api_key=s3cr3t", "https://h/x?X-Amz-Signature=***&api_key=***"),
+    ("https://bob@h/#id_token=s3cr3t", "https://***@h/#id_token=***"),
+    ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+])
+def test_redact_url_hides_credentials_and_keeps_the_rest(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert redact(f"cannot reach {url}: refused") == f"cannot reach {shown}: refused"
+    assert "s3cr3t" not in redact_value(url)
+
+
+def test_connection_errors_never_show_credentials_of_the_url(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("AL_LOOP_SECURITY_TOKEN", "x")
+    settings = LabelStudioAnnotatorConfig(kind="labelstudio", url="http://alice:s3cr3t@127.0.0.1:9/?token=s3cr3t",
+                                          token_env="AL_LOOP_SECURITY_TOKEN", max_retries=0, request_timeout=2)
+    with pytest.raises(ServiceError, match="cannot reach Label Studio") as caught:
+        connect(settings, tmp_path)
+    assert "s3cr3t" not in str(caught.value) and "http://***@127.0.0.1:9" in str(caught.value)
+    bad_scheme = settings.model_copy(update={"url": "ftp://alice:s3cr3t@127.0.0.1/"})
+    with pytest.raises(ConfigError, match=r"annotator\.url must start with") as caught:
+        connect(bad_scheme, tmp_path)
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_cli_output_and_mlflow_params_never_show_credentials_of_the_tracking_uri(tmp_path: Path) -> None:
+    store = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{store}?token=s3cr3t"  # a query SQLite ignores, standing in for a token in a remote URI
+    path = _write(tmp_path, {"dataset": {"name": "digits", "test_size": 0.3},
+                             "loop": {"strategy": "margin", "batch_size": 10, "initial_size": 20, "budget": 30},
+                             "tracking": {"uri": uri, "experiment": "redaction", "log_model": False},
+                             "output_dir": str(tmp_path / "runs")})
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "s3cr3t" not in result.output and "token=***" in result.output
+    client = MlflowClient(tracking_uri=uri)
+    run = client.search_runs([client.get_experiment_by_name("redaction").experiment_id])[0]
+    assert "s3cr3t" not in " ".join(run.data.params.values())
+    assert run.data.params["tracking.uri"].endswith("?token=***")
+
+    managed = _write(tmp_path, {"dataset": {"name": "digits"}, "output_dir": str(tmp_path / "runs"),
+                                "annotator": {"kind": "labelstudio", "url": "https://bob:s3cr3t@ls.example/"}})
+    result = CliRunner().invoke(app, ["labelstudio", "stop", str(managed)])
+    assert result.exit_code != 0 and "s3cr3t" not in result.output and "***@ls.example" in result.output
+
+
+# --- item 13: the estimator is checked before anything is called, and its params before anything is created ----
+
+def test_a_class_that_is_not_a_scikit_learn_estimator_is_never_called(tmp_path: Path, monkeypatch) -> None:
+    marker = tmp_path / "ran"
+    (tmp_path / "planted_models.py").write_text(textwrap.dedent(f"""
+        import pathlib
+        from sklearn.base import ClassifierMixin
+
+        class Planted(ClassifierMixin):  # a classifier mixin, but not a scikit-learn estimator
+            def __init__(self, **params):
+                pathlib.Path({str(marker)!r}).write_text("code ran")
+
+        def getoutput(**params):
+            pathlib.Path({str(marker)!r}).write_text("code ran")
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for estimator, params in (("planted_models.Planted", {}), ("planted_models.getoutput", {}),
+                              ("subprocess.getoutput", {"cmd": f"touch {marker}"})):
+        path = _write(tmp_path, {"dataset": {"name": "digits"}, "model": {"estimator": estimator, "params": params}})
+        with pytest.raises(ConfigError, match="is not a scikit-learn classifier class"):
+            load_config(path)
+        assert not marker.exists(), f"{estimator} was called"
+
+
+def test_bad_params_are_refused_at_load_naming_the_param_and_the_fixed_config_just_runs(write_config) -> None:
+    path = write_config(model={"params": {"C": -1.0, "max_iter": 200}}, loop={"budget": 30})
+    with pytest.raises(ConfigError, match=r"model\.params\.C: The 'C' parameter of LogisticRegression"):
+        load_config(path)
+    path = write_config(model={"params": {"max_iterations": 200}}, loop={"budget": 30})
+    with pytest.raises(ConfigError, match=r"model\.params: .*no parameter 'max_iterations'.*max_iter"):
+        load_config(path)
+    output = Path(yaml.safe_load(path.read_text())["output_dir"])
+    assert not (output / "margin-seed0" / "ledger.sqlite").exists(), "nothing is created for a bad config"
+    fixed = load_config(write_config(model={"params": {"C": 1.0, "max_iter": 200}}, loop={"budget": 30}))
+    assert run_loop(fixed).finished
+
