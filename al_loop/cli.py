@@ -253,9 +253,13 @@ def labelstudio_stop(config: ConfigArg) -> None:
     """Stop the local server."""
     try:
         _, server = _server(config)
+        stale = server.remove_stale_pid()
         stopped = server.stop()
     except AlLoopError as error:
         raise _fail(error) from None
+    if stale is not None:
+        console.print(f"removed the stale {server.pid_path}: process {stale} is not the Label Studio server "
+                      "al-loop started (nothing was signalled)", soft_wrap=True, highlight=False)
     console.print("stopped" if stopped else "not running")
 
 

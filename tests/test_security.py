@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import stat
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from al_loop.cli import app
 from al_loop.config import LabelStudioAnnotatorConfig, load_config
 from al_loop.errors import ConfigError, ServiceError
 from al_loop.labelstudio.connection import connect
+from al_loop.labelstudio.server import LocalServer
 from al_loop.loop import run_loop
 from al_loop.redact import looks_like_token, redact, redact_url, redact_value
 
@@ -146,3 +150,52 @@ def test_bad_params_are_refused_at_load_naming_the_param_and_the_fixed_config_ju
     fixed = load_config(write_config(model={"params": {"C": 1.0, "max_iter": 200}}, loop={"budget": 30}))
     assert run_loop(fixed).finished
 
+
+
+# --- item 9: the local server's data folder is private -----------------------------------------------------------
+
+def test_the_local_server_folder_is_created_private_and_an_existing_one_is_tightened(tmp_path: Path) -> None:
+    fresh = LocalServer(tmp_path / "runs" / "labelstudio", 8080)
+    fresh.credentials()
+    assert stat.S_IMODE(fresh.data_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(fresh.credentials_path.stat().st_mode) == 0o600
+
+    existing = tmp_path / "old" / "labelstudio"
+    existing.mkdir(parents=True, mode=0o755)
+    existing.chmod(0o755)
+    (existing / "label_studio.sqlite3").write_text("the admin token in clear text")
+    (existing / "label_studio.sqlite3").chmod(0o644)
+    LocalServer(existing, 8080).credentials()
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o700
+    assert stat.S_IMODE((existing / "label_studio.sqlite3").stat().st_mode) == 0o600
+
+
+@pytest.mark.labelstudio
+def test_the_running_server_keeps_its_database_private(labelstudio) -> None:
+    assert stat.S_IMODE(labelstudio.data_dir.stat().st_mode) == 0o700
+    database = labelstudio.data_dir / "label_studio.sqlite3"
+    assert database.exists() and stat.S_IMODE(database.stat().st_mode) == 0o600
+    assert labelstudio.pid() is not None, "the pid file names the running server"
+
+
+# --- item 10: `labelstudio stop` signals only the server al-loop started ----------------------------------------
+
+@pytest.mark.parametrize("pid_file", ["bare", "recorded"])
+def test_stop_with_a_stale_pid_file_signals_nothing_and_removes_it(tmp_path: Path, pid_file: str) -> None:
+    config = _write(tmp_path, {"dataset": {"name": "digits"}, "output_dir": str(tmp_path / "runs"),
+                               "annotator": {"kind": "labelstudio", "port": 8080}})
+    unrelated = subprocess.Popen(["sleep", "60"], start_new_session=True)  # leads its own process group
+    try:
+        server = LocalServer(tmp_path / "runs" / "labelstudio", 8080)
+        server.data_dir.mkdir(parents=True)
+        record = (str(unrelated.pid) if pid_file == "bare" else  # al-loop <= 0.1 wrote the bare pid
+                  json.dumps({"pid": unrelated.pid, "started": 1.0, "cmdline": ["label-studio", "start"]}))
+        server.pid_path.write_text(record)
+        result = CliRunner().invoke(app, ["labelstudio", "stop", str(config)])
+        assert result.exit_code == 0, result.output
+        assert unrelated.poll() is None, "an unrelated process was signalled"
+        assert "stale" in result.output and str(unrelated.pid) in result.output and "not running" in result.output
+        assert not server.pid_path.exists()
+    finally:
+        unrelated.kill()
+        unrelated.wait()
