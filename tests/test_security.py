@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 import subprocess
 import textwrap
 from pathlib import Path
 
+import joblib
+import numpy as np
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -15,11 +18,12 @@ from typer.testing import CliRunner
 
 from al_loop.cli import app
 from al_loop.config import LabelStudioAnnotatorConfig, load_config
-from al_loop.errors import ConfigError, ServiceError
+from al_loop.errors import ConfigError, DataError, ServiceError
 from al_loop.labelstudio.connection import connect
 from al_loop.labelstudio.server import LocalServer
 from al_loop.loop import run_loop
 from al_loop.redact import looks_like_token, redact, redact_url, redact_value
+from al_loop.workspace import prepare
 
 LEGACY_TOKEN = "deadbeef0123456789abcdef0123456789abcdef"  # 40 hex, starts with a letter: a valid identifier
 PAT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCIsImV4cCI6OTk5OX0."
@@ -199,3 +203,67 @@ def test_stop_with_a_stale_pid_file_signals_nothing_and_removes_it(tmp_path: Pat
     finally:
         unrelated.kill()
         unrelated.wait()
+
+
+# --- item 12: the feature store's pickle is loaded only if it is the file al-loop wrote -----------------------------
+
+class _Planted:
+    """Unpickling this runs code: it touches a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _store(config) -> Path:
+    workspace = prepare(config)
+    return workspace.features_path.parent
+
+
+def test_a_replaced_featurizer_is_refused_without_being_unpickled(write_config, tmp_path: Path) -> None:
+    config = load_config(write_config())
+    store = _store(config)
+    marker = tmp_path / "ran"
+    joblib.dump(_Planted(marker), store / "featurizer.joblib")
+    with pytest.raises(DataError, match=r"featurizer\.joblib is not the file al-loop wrote") as caught:
+        prepare(config)
+    assert not marker.exists(), "the planted pickle was loaded"
+    assert f"Delete the folder {store}" in str(caught.value)
+    shutil.rmtree(store)  # the fix the message names
+    assert prepare(config).x_pool.shape == (1257, 64)
+    hash_file = store.with_name(f"{store.name}.sha256")
+    assert stat.S_IMODE(hash_file.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete"])
+def test_an_unreadable_feature_matrix_is_rebuilt(write_config, damage: str) -> None:
+    config = load_config(write_config())
+    expected = np.array(prepare(config).x_pool)
+    pool = _store(config) / "pool.npy"
+    if damage == "truncate":
+        pool.write_bytes(pool.read_bytes()[:1000])
+    elif damage == "garbage":
+        pool.write_bytes(b"not a numpy file" * 100)
+    else:
+        pool.unlink()
+    np.testing.assert_array_equal(prepare(config).x_pool, expected)
+
+
+def test_a_truncated_featurizer_is_a_clear_error(write_config) -> None:
+    config = load_config(write_config())
+    featurizer = _store(config) / "featurizer.joblib"
+    featurizer.write_bytes(featurizer.read_bytes()[:100])
+    with pytest.raises(DataError, match="Delete the folder"):
+        prepare(config)
+
+
+def test_a_store_made_before_hashes_were_recorded_is_rebuilt_not_trusted(write_config, tmp_path: Path) -> None:
+    config = load_config(write_config())
+    store = _store(config)
+    store.with_name(f"{store.name}.sha256").unlink()  # what an older al-loop left
+    marker = tmp_path / "ran"
+    joblib.dump(_Planted(marker), store / "featurizer.joblib")
+    assert prepare(config).x_pool.shape == (1257, 64)
+    assert not marker.exists()
