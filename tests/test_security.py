@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sqlite3
 import stat
 import subprocess
 import textwrap
 from pathlib import Path
 
 import joblib
+import mlflow
+import mlflow.sklearn
 import numpy as np
 import pytest
+import skops.io
 import yaml
 from mlflow.tracking import MlflowClient
+from sklearn.preprocessing import FunctionTransformer
 from typer.testing import CliRunner
 
 from al_loop.cli import app
 from al_loop.config import LabelStudioAnnotatorConfig, load_config
-from al_loop.errors import ConfigError, DataError, ServiceError
+from al_loop.errors import AlLoopError, ConfigError, DataError, ServiceError
 from al_loop.labelstudio.connection import connect
 from al_loop.labelstudio.server import LocalServer
 from al_loop.loop import run_loop
 from al_loop.redact import looks_like_token, redact, redact_url, redact_value
+from al_loop.route import route
+from al_loop.tracking import ModelRefused, Tracker, trusted_type
 from al_loop.workspace import prepare
 
 LEGACY_TOKEN = "deadbeef0123456789abcdef0123456789abcdef"  # 40 hex, starts with a letter: a valid identifier
@@ -267,3 +275,88 @@ def test_a_store_made_before_hashes_were_recorded_is_rebuilt_not_trusted(write_c
     joblib.dump(_Planted(marker), store / "featurizer.joblib")
     assert prepare(config).x_pool.shape == (1257, 64)
     assert not marker.exists()
+
+
+# --- items 5 and 11: the final model is logged once, recorded, and route loads only that one ------------------------
+
+def _models(config, run_id: str) -> list:
+    client = MlflowClient(config.tracking_uri)
+    experiment = client.get_experiment_by_name(config.tracking.experiment).experiment_id
+    return client.search_logged_models([experiment], filter_string=f"source_run_id = '{run_id}'")
+
+
+def _traffic(config, tmp_path: Path) -> Path:
+    pool = prepare(config).splits.pool
+    path = tmp_path / "traffic.csv"
+    pool.inputs.iloc[:5].assign(id=[f"new{i}" for i in range(5)]).to_csv(path, index=False)
+    return path
+
+
+def test_the_final_model_is_logged_once_across_a_crash_at_the_end(write_config) -> None:
+    config = load_config(write_config(loop={"budget": 30}))
+    result = run_loop(config)
+    [logged] = _models(config, result.run_id)
+    ledger = config.output_dir / config.run_name / "ledger.sqlite"
+    with sqlite3.connect(ledger) as db:  # the state of a process that died after logging, before `finished`
+        db.execute("DELETE FROM meta WHERE key IN ('finished', 'final_model')")
+    assert run_loop(config).finished
+    assert [m.model_id for m in _models(config, result.run_id)] == [logged.model_id], "the model was logged twice"
+    with sqlite3.connect(ledger) as db:
+        record = json.loads(db.execute("SELECT value FROM meta WHERE key = 'final_model'").fetchone()[0])
+    assert record["model_id"] == logged.model_id and len(record["sha256"]) == 64
+
+
+def test_route_ignores_a_model_planted_in_the_run(write_config, tmp_path: Path) -> None:
+    config = load_config(write_config(loop={"budget": 30}))
+    result = run_loop(config)
+    marker = tmp_path / "ran"
+    mlflow.set_tracking_uri(config.tracking_uri)
+    with mlflow.start_run(run_id=result.run_id):  # newer than the loop's model: today's `route` loaded it
+        mlflow.sklearn.log_model(_Planted(marker), name="model", serialization_format="cloudpickle",
+                                 pip_requirements=["scikit-learn"])
+    routed = route(config, _traffic(config, tmp_path))
+    assert routed.auto + routed.review == 5
+    assert not marker.exists(), "a planted model was unpickled"
+
+
+def test_route_refuses_a_modified_model_with_a_message(write_config, tmp_path: Path) -> None:
+    config = load_config(write_config(loop={"budget": 30}))
+    result = run_loop(config)
+    [logged] = _models(config, result.run_id)
+    folder = Path(logged.artifact_location.removeprefix("file://"))
+    marker = tmp_path / "ran"
+    joblib.dump(_Planted(marker), folder / "model.pkl")
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    mlmodel["flavors"]["sklearn"] |= {"pickled_model": "model.pkl", "serialization_format": "cloudpickle"}
+    mlmodel["flavors"]["python_function"]["model_path"] = "model.pkl"
+    (folder / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    with pytest.raises(AlLoopError, match="is not the model al-loop logged"):
+        route(config, _traffic(config, tmp_path))
+    assert not marker.exists(), "a modified model was unpickled"
+
+
+def test_skops_types_are_checked_against_al_loops_own_allow_list(mlflow_uri: str) -> None:
+    assert trusted_type("sklearn.calibration._CalibratedClassifier")
+    assert trusted_type("numpy.float64")
+    for name in ("builtins.eval", "os.system", "posix.getcwd", "sklearn.utils.estimator_checks.check_estimator"):
+        assert not trusted_type(name), name
+    tracker = Tracker(mlflow_uri, "skops-allow-list")
+    run_id = tracker.start_run("allow-list", {}, {})
+    planted = FunctionTransformer(os.getcwd)  # a callable al-loop never builds; the MLmodel file trusts it
+    untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(planted))
+    mlflow.set_tracking_uri(mlflow_uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.sklearn.log_model(planted, name="model", serialization_format="skops",
+                                        skops_trusted_types=untrusted, pip_requirements=["scikit-learn"])
+    with pytest.raises(ModelRefused, match="needs types al-loop does not trust"):
+        tracker.load_verified_model(info.model_id, tracker.model_digest(info.model_id))
+
+
+def test_route_with_an_unknown_run_id_is_a_clear_error(write_config, tmp_path: Path) -> None:
+    path = write_config(loop={"budget": 30})
+    config = load_config(path)
+    run_loop(config)
+    result = CliRunner().invoke(app, ["route", str(path), "--input", str(_traffic(config, tmp_path)),
+                                      "--run-id", "0123456789abcdef0123456789abcdef"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
+    assert "there is no MLflow run '0123456789abcdef0123456789abcdef'" in result.output
