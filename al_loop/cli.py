@@ -258,8 +258,9 @@ def labelstudio_stop(config: ConfigArg) -> None:
     except AlLoopError as error:
         raise _fail(error) from None
     if stale is not None:
-        console.print(f"removed the stale {server.pid_path}: process {stale} is not the Label Studio server "
-                      "al-loop started (nothing was signalled)", soft_wrap=True, highlight=False)
+        named = f"process {stale} is" if stale > 0 else "it names no process that is"
+        console.print(f"removed the stale {server.pid_path}: {named} not the Label Studio server al-loop started "
+                      "(nothing was signalled)", soft_wrap=True, highlight=False)
     console.print("stopped" if stopped else "not running")
 
 

@@ -538,7 +538,11 @@ def check_estimator(model: ModelConfig) -> type:
             and issubclass(estimator_class, ClassifierMixin)):
         raise ConfigError(f"model.estimator: {model.estimator} is not a scikit-learn classifier class; give the "
                           "import path of one, such as sklearn.linear_model.LogisticRegression")
-    known = estimator_class._get_param_names()  # read from the constructor's signature, without calling it
+    try:
+        known = estimator_class._get_param_names()  # read from the constructor's signature, without calling it
+    except RuntimeError:  # a constructor taking *args: not a scikit-learn estimator
+        raise ConfigError(f"model.estimator: {model.estimator} does not list its parameters in its constructor "
+                          "(*args); give a scikit-learn classifier class") from None
     unknown = sorted(set(model.params) - set(known))
     if unknown:
         raise ConfigError(f"model.params: {model.estimator} has no parameter {', '.join(map(repr, unknown))}; "

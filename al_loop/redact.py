@@ -59,7 +59,8 @@ def _random_looking(word: str) -> bool:
 
 
 def redact_value(value: str) -> str:
-    """A config value safe to log: hidden if it looks like a token, else with its URLs redacted."""
-    if not re.search(r"[/\s]", value) and looks_like_token(value):
+    """A config value safe to log: hidden if a word of it looks like a token (paths aside), else with its URLs
+    redacted."""
+    if any("/" not in word and looks_like_token(word) for word in value.split()):
         return HIDDEN
     return redact(value)

@@ -7,6 +7,7 @@ The people's answers come back with the loop's next pull and train the next mode
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,12 +63,15 @@ def load_model(tracker: Tracker, run_id: str, output_dir: Path) -> Any:
 def _recorded_model(run_id: str, output_dir: Path) -> dict[str, str] | None:
     """The final model recorded for `run_id` by one of the ledgers of the output folder."""
     for path in sorted(output_dir.glob("*/ledger.sqlite")):
-        with Ledger.read_only(path) as ledger:
-            if ledger.get_meta("mlflow_run_id") != run_id:
-                continue
-            record = json.loads(ledger.get_meta(FINAL_MODEL) or "null")
-            if record and record.get("run_id") == run_id:
-                return record
+        try:
+            with Ledger.read_only(path) as ledger:
+                if ledger.get_meta("mlflow_run_id") != run_id:
+                    continue
+                record = json.loads(ledger.get_meta(FINAL_MODEL) or "null")
+        except (sqlite3.Error, json.JSONDecodeError):  # not a ledger al-loop can read: it records nothing
+            continue
+        if isinstance(record, dict) and record.get("run_id") == run_id:
+            return record
     return None
 
 

@@ -74,6 +74,8 @@ def test_no_param_logged_to_mlflow_carries_a_token(tmp_path: Path) -> None:
     assert params["annotator.project_title"] == "***"
     assert params["annotator.token_env"] == "LABEL_STUDIO_API_KEY"
     assert params["model.estimator"] == "sklearn.linear_model.LogisticRegression"
+    assert redact_value(f"Token {LEGACY_TOKEN}") == "***" and redact_value(f"Bearer {PAT}") == "***"
+    assert redact_value("/data/pool.csv") == "/data/pool.csv" and redact_value("al-loop digits") == "al-loop digits"
 
 
 # --- item 8: URLs with credentials ------------------------------------------------------------------------------

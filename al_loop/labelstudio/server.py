@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -102,7 +103,7 @@ class LocalServer:
         recorded = self._recorded()
         return recorded["pid"] if recorded is not None and _is_ours(recorded, self.data_dir) else None
 
-    def _recorded(self) -> dict | None:
+    def _recorded(self) -> dict[str, Any] | None:
         """What `server.pid` says: {"pid", "started", "cmdline"} (a bare pid from al-loop <= 0.1), or None."""
         try:
             text = self.pid_path.read_text().strip()
@@ -199,13 +200,13 @@ class LocalServer:
         return True
 
 
-def _identity(pid: int) -> dict:
+def _identity(pid: int) -> dict[str, Any]:
     """What tells this process from a later one that reuses its pid: its start time and command line."""
     process = psutil.Process(pid)
     return {"pid": pid, "started": process.create_time(), "cmdline": process.cmdline()}
 
 
-def _is_ours(recorded: dict, data_dir: Path) -> bool:
+def _is_ours(recorded: dict[str, Any], data_dir: Path) -> bool:
     """The recorded process is alive, leads its own process group, and is the same process (same start time
     and command line; for a bare pid of an older al-loop: a Label Studio started in this data folder)."""
     pid = recorded["pid"]
