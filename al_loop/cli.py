@@ -14,6 +14,7 @@ from al_loop import api
 from al_loop.curves import is_missing
 from al_loop.errors import AlLoopError
 from al_loop.ledger import RoundRecord
+from al_loop.redact import redact
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Active-learning annotation loop: pick ambiguous examples, get them labeled, retrain, log.")
@@ -24,7 +25,7 @@ ConfigArg = Annotated[Path, typer.Argument(help="YAML config, e.g. configs/quick
 
 
 def _fail(error: AlLoopError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    errors.print(f"[bold red]error:[/] {redact(str(error))}", highlight=False, markup=True)
     return typer.Exit(code=error.exit_code)
 
 
@@ -77,10 +78,11 @@ def _loop(config: Path, strategy: str | None, seed: int | None, wait: bool, comm
                       "have worked.", highlight=False)
     if result.labelstudio:
         url, project = result.labelstudio.get("labelstudio_url"), result.labelstudio.get("labelstudio_project")
-        console.print(f"Label Studio: {url}/projects/{project}/data (sort by al_rank: 1 = most ambiguous)",
+        console.print(f"Label Studio: {redact(f'{url}/projects/{project}/data')} (sort by al_rank: 1 = most "
+                      "ambiguous)",
                       soft_wrap=True, highlight=False)
         _print_login(cfg)
-    console.print(f"MLflow UI: mlflow ui --backend-store-uri {cfg.tracking_uri} --host 127.0.0.1",
+    console.print(f"MLflow UI: mlflow ui --backend-store-uri {redact(cfg.tracking_uri)} --host 127.0.0.1",
                   soft_wrap=True, highlight=False)
 
 
@@ -111,7 +113,8 @@ def compare(config: ConfigArg,
     console.print(_rich_table(result))
     console.print(f"full-pool accuracy (every pool label): {result.full_pool_accuracy:.3f}")
     console.print(f"curves: {result.plot}")
-    console.print(f"MLflow parent run {result.parent_run_id}; UI: mlflow ui --backend-store-uri {cfg.tracking_uri} "
+    console.print(f"MLflow parent run {result.parent_run_id}; UI: mlflow ui --backend-store-uri "
+                  f"{redact(cfg.tracking_uri)} "
                   "--host 127.0.0.1", soft_wrap=True, highlight=False)
 
 
@@ -224,7 +227,7 @@ def _server(config: Path):
     settings = cfg.annotator if isinstance(cfg.annotator, LabelStudioAnnotatorConfig) else \
         LabelStudioAnnotatorConfig(kind="labelstudio")
     if settings.url is not None:
-        raise AlLoopError(f"annotator.url is set ({settings.url}): that server is not managed by al-loop")
+        raise AlLoopError(f"annotator.url is set ({redact(settings.url)}): that server is not managed by al-loop")
     return cfg, local_server(settings, cfg.output_dir)
 
 
@@ -250,9 +253,14 @@ def labelstudio_stop(config: ConfigArg) -> None:
     """Stop the local server."""
     try:
         _, server = _server(config)
+        stale = server.remove_stale_pid()
         stopped = server.stop()
     except AlLoopError as error:
         raise _fail(error) from None
+    if stale is not None:
+        named = f"process {stale} is" if stale > 0 else "it names no process that is"
+        console.print(f"removed the stale {server.pid_path}: {named} not the Label Studio server al-loop started "
+                      "(nothing was signalled)", soft_wrap=True, highlight=False)
     console.print("stopped" if stopped else "not running")
 
 

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from al_loop.errors import ConfigError
+from al_loop.redact import looks_like_token, redact, redact_value
 from al_loop.selection import INITIAL_STRATEGIES, QUERY_STRATEGIES
 
 STRATEGIES = QUERY_STRATEGIES  # the registry owns the names (al_loop.selection)
@@ -204,9 +205,14 @@ class LabelStudioAnnotatorConfig(_Strict):
     @field_validator("token_env")
     @classmethod
     def _env_name(cls, value: str) -> str:
+        # the value is never repeated: a token pasted here must not reach a terminal or a log
+        if looks_like_token(value):
+            raise ValueError("annotator.token_env looks like a token, not the NAME of an environment variable: "
+                             "remove the token from the config (and revoke it if the file was shared), export it "
+                             "in a variable and write that variable's name here (e.g. LABEL_STUDIO_API_KEY)")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError("annotator.token_env is the NAME of an environment variable (e.g. "
-                             "LABEL_STUDIO_API_KEY), never the token itself")
+            raise ValueError("annotator.token_env is the NAME of an environment variable (letters, digits and _, "
+                             "e.g. LABEL_STUDIO_API_KEY), never the token itself")
         return value
 
 
@@ -446,7 +452,7 @@ class Config(_Strict):
         """The config flattened to `section.key: value` strings, for MLflow params (no secrets)."""
         flat: dict[str, str] = {}
         _flatten(self.model_dump(mode="json"), "", flat)
-        return {k: _redact_url(v) for k, v in flat.items() if not _looks_secret(k)}
+        return {k: redact_value(v) for k, v in flat.items() if not _looks_secret(k)}
 
 
 def _dump_without_defaults(model: BaseModel, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -460,11 +466,6 @@ def _looks_secret(key: str) -> bool:
     if lowered.endswith("_env"):  # the NAME of an environment variable, not its value
         return False
     return any(word in lowered for word in ("token", "password", "secret", "api_key"))
-
-
-def _redact_url(value: str) -> str:
-    """Hide credentials in URLs such as postgresql://user:password@host/db."""
-    return re.sub(r"(://)[^/@\s]+@", r"\1***@", value)
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
@@ -488,8 +489,15 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
             lines.append(f"  {key}: required key is missing")
         else:
             message = item["msg"].removeprefix("Value error, ")
-            lines.append(f"  {key}: {message} (got {item.get('input')!r})")
+            lines.append(f"  {key}: {message}{_shown_input(key, item.get('input'))}")
     return "\n".join(lines)
+
+
+def _shown_input(key: str, value: Any) -> str:
+    """` (got ...)` for a validation message, unless the value may be a secret (URLs lose their credentials)."""
+    if key.endswith("_env") or _looks_secret(key) or (isinstance(value, str) and looks_like_token(value)):
+        return ""
+    return f" (got {redact(repr(value))})"
 
 
 def _validate(data: Any, source: str) -> Config:
@@ -513,9 +521,11 @@ def _resolve(base: Path, path: Path | None, key: str, must_exist: bool) -> Path 
 
 
 def check_estimator(model: ModelConfig) -> type:
-    """Import the estimator class, check it is a scikit-learn classifier class, build it, and check it gives
-    probabilities: its own predict_proba, or calibrated ones (model.calibration) from its decision function."""
-    from sklearn.base import ClassifierMixin
+    """Import the estimator class, check it is a scikit-learn classifier class and that its parameters are
+    known and valid, and that it gives probabilities: its own predict_proba, or calibrated ones
+    (model.calibration) from its decision function. Nothing is called before the class is checked."""
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.utils._param_validation import InvalidParameterError
 
     module_name, _, class_name = model.estimator.rpartition(".")
     try:
@@ -523,13 +533,29 @@ def check_estimator(model: ModelConfig) -> type:
     except (ImportError, AttributeError, ValueError):
         raise ConfigError(f"model.estimator: cannot import {model.estimator!r}; give a full import path "
                           "such as sklearn.linear_model.LogisticRegression") from None
-    # checked before calling it: a scikit-learn classifier's constructor does nothing but store its parameters
-    if not (isinstance(estimator_class, type) and issubclass(estimator_class, ClassifierMixin)):
+    # checked before calling it: a scikit-learn estimator's constructor does nothing but store its parameters
+    if not (isinstance(estimator_class, type) and issubclass(estimator_class, BaseEstimator)
+            and issubclass(estimator_class, ClassifierMixin)):
         raise ConfigError(f"model.estimator: {model.estimator} is not a scikit-learn classifier class; give the "
                           "import path of one, such as sklearn.linear_model.LogisticRegression")
     try:
+        known = estimator_class._get_param_names()  # read from the constructor's signature, without calling it
+    except RuntimeError:  # a constructor taking *args: not a scikit-learn estimator
+        raise ConfigError(f"model.estimator: {model.estimator} does not list its parameters in its constructor "
+                          "(*args); give a scikit-learn classifier class") from None
+    unknown = sorted(set(model.params) - set(known))
+    if unknown:
+        raise ConfigError(f"model.params: {model.estimator} has no parameter {', '.join(map(repr, unknown))}; "
+                          f"its parameters are {', '.join(known)}")
+    try:
         estimator = estimator_class(**model.params)
-    except TypeError as error:
+        if hasattr(estimator, "_validate_params"):  # scikit-learn's own checks, otherwise made at the first fit
+            estimator._validate_params()
+    except InvalidParameterError as error:
+        name = next((p for p in model.params if f"'{p}' parameter" in str(error)), None)
+        key = f"model.params.{name}" if name else "model.params"
+        raise ConfigError(f"{key}: {error} Fix it in the config (nothing was run yet)") from None
+    except (TypeError, ValueError) as error:
         raise ConfigError(f"model.params: {model.estimator} does not accept these parameters: {error}") from None
     if not hasattr(estimator, "predict_proba"):
         if not hasattr(estimator, "decision_function"):

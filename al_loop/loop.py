@@ -49,6 +49,8 @@ from al_loop.tracking import Tracker
 from al_loop.workspace import Workspace, prepare
 
 log = logging.getLogger(__name__)
+FINAL_MODEL = "final_model"  # ledger meta: {"run_id", "model_id", "key", "sha256"} of the logged final model
+FINAL_MODEL_INTENT = "final_model/intent"  # ledger meta: the key of the model being logged
 
 
 @dataclass(frozen=True)
@@ -500,7 +502,7 @@ class _Loop:
             model = self.model_for(labels) if labels else None
             if self.config.tracking.log_model and model is not None and hasattr(model.estimator, "fit"):
                 pipeline = Pipeline([("features", self.ws.featurizer), ("model", model.estimator)])
-                self.tracker.log_model(self.run_id, pipeline)
+                self.log_final_model(pipeline, finished_key)
             last = rounds[-1].metrics if rounds else {}
             flagged = [key.split("/")[1] for key, value in last.items()  # the metric names of the annotators
                        if key.startswith("annotator/") and key.endswith("/flagged") and value == 1.0]
@@ -508,6 +510,18 @@ class _Loop:
                 {"flagged_annotators": ", ".join(flagged)} if flagged else {})})
             self.ledger.set_meta("finished", finished_key)
         self.tracker.end_run(self.run_id)
+
+    def log_final_model(self, pipeline: Pipeline, finished_key: str) -> None:
+        """Log the final model once, even across a crash, and record which one (id and content hash).
+
+        The intent is written to the ledger first; a model this run already logged with the same key (the process
+        died after logging it, before the ledger said `finished`) is reused instead of logged again. `al-loop route`
+        loads only the recorded model, after checking its hash."""
+        key = f"{self.run_id}/{finished_key}"
+        self.ledger.set_meta(FINAL_MODEL_INTENT, key)
+        model_id = self.tracker.find_model(self.run_id, key) or self.tracker.log_model(self.run_id, pipeline, key=key)
+        self.ledger.set_meta(FINAL_MODEL, json.dumps({"run_id": self.run_id, "model_id": model_id, "key": key,
+                                                      "sha256": self.tracker.model_digest(model_id)}))
 
 
 class _LedgerState:

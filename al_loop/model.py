@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 import warnings
 from collections import Counter
@@ -18,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.frozen import FrozenEstimator
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
-from al_loop.config import ModelConfig
+from al_loop.config import ModelConfig, check_estimator
 
 CALIBRATION_FOLDS = 3
 
@@ -30,8 +29,7 @@ def build_estimator(config: ModelConfig, seed: int) -> ClassifierMixin:
     fitted on out-of-fold decisions and the estimator itself on all the labels (what scikit-learn 1.9 recommends
     instead of `SVC(probability=True)`), so an estimator without `predict_proba` (SVC, LinearSVC) works too.
     """
-    module_name, _, class_name = config.estimator.rpartition(".")
-    estimator_class = getattr(importlib.import_module(module_name), class_name)
+    estimator_class = check_estimator(config)  # a scikit-learn classifier class, checked before it is called
     params: dict[str, Any] = dict(config.params)
     if "random_state" in inspect.signature(estimator_class).parameters and "random_state" not in params:
         params["random_state"] = seed

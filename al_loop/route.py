@@ -7,13 +7,14 @@ The people's answers come back with the loop's next pull and train the next mode
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from al_loop.annotators.base import TaskRequest
 from al_loop.annotators.factory import build_annotator
@@ -22,6 +23,8 @@ from al_loop.config import Config, LabelStudioAnnotatorConfig
 from al_loop.data import _table, read_frame
 from al_loop.errors import AlLoopError
 from al_loop.ledger import Ledger
+from al_loop.loop import FINAL_MODEL
+from al_loop.redact import redact
 from al_loop.routing import Threshold, apply, calibrate
 from al_loop.tracking import Tracker
 from al_loop.workspace import Workspace, prepare
@@ -41,17 +44,35 @@ class RouteResult:
     model_run_id: str
 
 
-def load_model(tracker: Tracker, run_id: str) -> Any:
-    """The newest model logged by a run (a Pipeline of featurizer and estimator)."""
-    run = tracker.client.get_run(run_id)
-    models = tracker.client.search_logged_models([run.info.experiment_id],
-                                                 filter_string=f"source_run_id = '{run_id}'")
-    if not models:
-        raise AlLoopError(f"MLflow run {run_id} has no logged model yet: a loop logs its model when it finishes "
-                          "(budget, max_rounds or a stop rule); finish a run or pass --run-id of one that did")
-    newest = max(models, key=lambda m: m.creation_timestamp)
-    mlflow.set_tracking_uri(tracker.tracking_uri)
-    return mlflow.sklearn.load_model(f"models:/{newest.model_id}")
+def load_model(tracker: Tracker, run_id: str, output_dir: Path) -> Any:
+    """The final model a loop of this output folder logged to `run_id` and recorded in its ledger (a Pipeline of
+    featurizer and estimator), loaded only if its files still have the recorded hash."""
+    try:
+        tracker.client.get_run(run_id)
+    except MlflowException:
+        raise AlLoopError(f"there is no MLflow run {run_id!r} in {redact(tracker.tracking_uri)}; give --run-id of a "
+                          "loop run (printed by `al-loop run`), or leave it out to use this config's run") from None
+    record = _recorded_model(run_id, output_dir)
+    if record is None:
+        raise AlLoopError(f"no ledger under {output_dir} records a model of MLflow run {run_id}: a loop records its "
+                          "model when it finishes (budget, max_rounds or a stop rule), and al-loop loads only a model "
+                          "it recorded (a run finished by an older al-loop did not: extend loop.budget and run again)")
+    return tracker.load_verified_model(record["model_id"], record["sha256"])
+
+
+def _recorded_model(run_id: str, output_dir: Path) -> dict[str, str] | None:
+    """The final model recorded for `run_id` by one of the ledgers of the output folder."""
+    for path in sorted(output_dir.glob("*/ledger.sqlite")):
+        try:
+            with Ledger.read_only(path) as ledger:
+                if ledger.get_meta("mlflow_run_id") != run_id:
+                    continue
+                record = json.loads(ledger.get_meta(FINAL_MODEL) or "null")
+        except (sqlite3.Error, json.JSONDecodeError):  # not a ledger al-loop can read: it records nothing
+            continue
+        if isinstance(record, dict) and record.get("run_id") == run_id:
+            return record
+    return None
 
 
 def aligned_proba(pipeline: Any, inputs: pd.DataFrame, classes: list[str]) -> np.ndarray:
@@ -99,7 +120,7 @@ def route(config: Config, input_path: Path, run_id: str | None = None) -> RouteR
     with Ledger.open(ledger_path) as ledger:
         tracker = Tracker(config.tracking_uri, config.tracking.experiment)
         model_run = run_id or ledger.get_meta("mlflow_run_id") or ""
-        pipeline = load_model(tracker, model_run)
+        pipeline = load_model(tracker, model_run, config.output_dir)
         threshold = threshold_for(config, pipeline, workspace, ledger)
         proba = aligned_proba(pipeline, table.inputs, workspace.classes)
         confidence = proba.max(axis=1)

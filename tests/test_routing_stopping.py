@@ -111,6 +111,6 @@ def test_a_calibrated_model_is_logged_and_loads_back_for_routing(write_config, m
 
     config = load_config(write_config(model={"calibration": "sigmoid"}, loop={"budget": 60}))
     result = run_loop(config)
-    pipeline = load_model(Tracker(mlflow_uri, config.tracking.experiment), result.run_id)
+    pipeline = load_model(Tracker(mlflow_uri, config.tracking.experiment), result.run_id, config.output_dir)
     assert isinstance(pipeline[-1], CalibratedClassifierCV)
     assert "route_share_automated" in result.rounds[-1].metrics

@@ -17,6 +17,7 @@ from label_studio_sdk.core.api_error import ApiError
 from al_loop.config import LabelStudioAnnotatorConfig
 from al_loop.errors import ConfigError, ServiceError
 from al_loop.labelstudio.server import LocalServer
+from al_loop.redact import looks_like_token, redact
 
 T = TypeVar("T")
 LEGACY_HINT = ("Label Studio 1.2x disables legacy tokens for new organizations: enable them (Organization → "
@@ -51,10 +52,11 @@ def connect(config: LabelStudioAnnotatorConfig, output_dir: Path, start_local: b
     else:
         url = config.url.rstrip("/")
         if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"annotator.url must start with http:// or https:// (got {config.url!r})")
+            raise ConfigError(f"annotator.url must start with http:// or https:// (got {redact(repr(config.url))})")
         token = os.environ.get(config.token_env, "")
         if not token:
-            raise ConfigError(f"the environment variable {config.token_env} (annotator.token_env) is not set; "
+            name = "named there" if looks_like_token(config.token_env) else config.token_env  # never echo a token
+            raise ConfigError(f"the environment variable {name} (annotator.token_env) is not set; "
                               "export your Label Studio API token or personal access token in it")
     client = LabelStudio(base_url=url, api_key=token, timeout=config.request_timeout,
                          max_retries=config.max_retries)  # the SDK retries 5xx/429/connect errors with backoff
@@ -63,7 +65,9 @@ def connect(config: LabelStudioAnnotatorConfig, output_dir: Path, start_local: b
 
 
 def call(action: Callable[[], T], url: str, doing: str) -> T:
-    """Run one SDK call; turn transport and HTTP errors into a ServiceError that says what to do."""
+    """Run one SDK call; turn transport and HTTP errors into a ServiceError that says what to do (the URL is
+    shown without credentials)."""
+    url = redact(url)
     try:
         return action()
     except httpx.TimeoutException:
@@ -77,6 +81,7 @@ def call(action: Callable[[], T], url: str, doing: str) -> T:
 
 
 def describe_api_error(error: ApiError, url: str, doing: str) -> str:
+    url = redact(url)
     detail = error.body.get("detail", error.body) if isinstance(error.body, dict) else error.body
     if isinstance(error.body, dict) and error.body.get("validation_errors"):
         detail = f"{detail}: {error.body['validation_errors']}"

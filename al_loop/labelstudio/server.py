@@ -1,8 +1,10 @@
 """A local Label Studio server, started for the user on 127.0.0.1 with its data under the output folder.
 
 On first start a user and an API token are created; they are kept in `credentials.json` (mode 0600) next
-to the server's data and never printed in full. The server runs detached, so it outlives the command
-that started it; `stop` ends it.
+to the server's data and never printed in full. The data folder is private (0700, its files 0600): Label
+Studio's own database holds the token in clear text. The server runs detached, so it outlives the command
+that started it; `stop` ends it, after checking that the process named in `server.pid` is still that server
+(same start time and command line), so a stale pid file never makes it signal an unrelated process.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psutil
 
 from al_loop.errors import AlLoopError
 
@@ -72,12 +76,21 @@ class LocalServer:
     def log_path(self) -> Path:
         return self.data_dir / "server.log"
 
+    def secure(self) -> None:
+        """Create the data folder readable by its owner only (0700), or tighten an existing one and its files
+        (0600): Label Studio keeps the admin's API token in clear text in label_studio.sqlite3."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        for path in self.data_dir.iterdir():
+            if path.is_file() and not path.is_symlink():
+                path.chmod(0o600)
+
     def credentials(self) -> Credentials:
         """The stored credentials, created (0600) on first use."""
+        self.secure()
         if self.credentials_path.exists():
             data = json.loads(self.credentials_path.read_text())
             return Credentials(data["username"], data["password"], data["token"])
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         credentials = Credentials(USERNAME, secrets.token_urlsafe(16), secrets.token_hex(20))
         descriptor = os.open(self.credentials_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
@@ -86,13 +99,31 @@ class LocalServer:
         return credentials
 
     def pid(self) -> int | None:
-        """The server's process id if it is alive."""
+        """The server's process id if it is alive and is the server started here (see `_is_ours`)."""
+        recorded = self._recorded()
+        return recorded["pid"] if recorded is not None and _is_ours(recorded, self.data_dir) else None
+
+    def _recorded(self) -> dict[str, Any] | None:
+        """What `server.pid` says: {"pid", "started", "cmdline"} (a bare pid from al-loop <= 0.1), or None."""
         try:
-            pid = int(self.pid_path.read_text().strip())
-            os.kill(pid, 0)
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+            text = self.pid_path.read_text().strip()
+        except FileNotFoundError:
             return None
-        return pid
+        try:
+            data = json.loads(text)
+            data = {"pid": data} if isinstance(data, int) else data
+            return data if isinstance(data, dict) and isinstance(data.get("pid"), int) else None
+        except json.JSONDecodeError:
+            return None
+
+    def remove_stale_pid(self) -> int | None:
+        """Remove `server.pid` if it names no process of this server; return the pid it named (None: no file,
+        or the server runs)."""
+        if not self.pid_path.exists() or self.pid() is not None:
+            return None
+        recorded = self._recorded()
+        self.pid_path.unlink(missing_ok=True)
+        return -1 if recorded is None else recorded["pid"]
 
     def healthy(self) -> bool:
         try:
@@ -127,14 +158,15 @@ class LocalServer:
             "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
             "DJANGO_DEBUG": "false",
         }
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.secure()
         with open(self.log_path, "ab") as log:
             process = subprocess.Popen(
                 # --internal-host is the bind address; --host only prefixes generated URLs.
                 [executable, "start", "--no-browser", "--internal-host", HOST, "--port", str(self.port)],
                 env=environment, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.data_dir)
-        self.pid_path.write_text(str(process.pid))
+                start_new_session=True, cwd=self.data_dir, umask=0o077)  # its database holds the token
+        self.pid_path.write_text(json.dumps(_identity(process.pid)))
+        self.secure()  # the log and the pid file too
         self._wait_healthy(timeout, process)
         return True
 
@@ -150,7 +182,8 @@ class LocalServer:
         raise ServerError(f"Label Studio did not answer on {self.url} within {timeout:.0f} s; see {self.log_path}")
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Stop the server (its whole process group). Returns False if it was not running."""
+        """Stop the server (its whole process group). Returns False if it was not running; a pid file naming
+        another process (stale) is removed without signalling anything."""
         pid = self.pid()
         if pid is None:
             self.pid_path.unlink(missing_ok=True)
@@ -165,6 +198,29 @@ class LocalServer:
             os.killpg(pid, signal.SIGKILL)
         self.pid_path.unlink(missing_ok=True)
         return True
+
+
+def _identity(pid: int) -> dict[str, Any]:
+    """What tells this process from a later one that reuses its pid: its start time and command line."""
+    process = psutil.Process(pid)
+    return {"pid": pid, "started": process.create_time(), "cmdline": process.cmdline()}
+
+
+def _is_ours(recorded: dict[str, Any], data_dir: Path) -> bool:
+    """The recorded process is alive, leads its own process group, and is the same process (same start time
+    and command line; for a bare pid of an older al-loop: a Label Studio started in this data folder)."""
+    pid = recorded["pid"]
+    try:
+        process = psutil.Process(pid)
+        if os.getpgid(pid) != pid:
+            return False
+        if "started" in recorded:
+            return (abs(process.create_time() - float(recorded["started"])) < 0.01
+                    and process.cmdline() == recorded.get("cmdline"))
+        return (any("label-studio" in part for part in process.cmdline())
+                and Path(process.cwd()).resolve() == data_dir.resolve())
+    except (psutil.Error, OSError, ValueError, TypeError):
+        return False
 
 
 def _port_in_use(port: int) -> bool:
