@@ -6,14 +6,21 @@ run), so a loop, a comparison and a notebook never log somewhere surprising.
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+import socket
+import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from al_loop.errors import AlLoopError, BrokenStateError, ServiceError, storage_error
 from al_loop.ledger import Ledger
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -25,8 +32,14 @@ class Tracker:
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
-        self.experiment_id = self._experiment_id(experiment)
+        check_store(tracking_uri)
+        try:
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+            self.experiment_id = self._experiment_id(experiment)
+        except AlLoopError:
+            raise
+        except Exception as error:  # MLflow and SQLAlchemy raise many types; all mean "this store is unusable"
+            raise _store_error(tracking_uri, error) from error
 
     def _experiment_id(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -121,6 +134,83 @@ class Tracker:
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+
+
+_REACH_SECONDS = 5.0
+# MLflow retries a failing HTTP request 7 times with exponential backoff (minutes of silence); fewer, unless set
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def shown_uri(tracking_uri: str) -> str:
+    """A tracking URI for messages: a server's scheme, host and port, a store's path; never credentials."""
+    parts = urlsplit(tracking_uri)
+    if parts.scheme in ("http", "https"):
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    if parts.scheme == "sqlite":
+        return _sqlite_path(tracking_uri) or "sqlite"
+    return f"{parts.scheme}://{parts.hostname or ''}" if parts.scheme else tracking_uri
+
+
+def _sqlite_path(tracking_uri: str) -> str | None:
+    return tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
+
+
+def check_store(tracking_uri: str) -> None:
+    """Fail fast, before anything is written, if the MLflow store cannot be used: a tracking server that does not
+    accept connections (ServiceError), or a sqlite store that is not a whole database (BrokenStateError)."""
+    parts = urlsplit(tracking_uri)
+    if parts.scheme in ("http", "https"):
+        for name, value in _HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            with socket.create_connection((parts.hostname or "localhost", port), timeout=_REACH_SECONDS):
+                pass
+        except OSError as error:
+            reason = error.strerror or str(error) or type(error).__name__
+            raise ServiceError(f"the MLflow tracking server {shown_uri(tracking_uri)} (tracking.uri) is unreachable: "
+                               f"{reason}. Start it (e.g. mlflow server --host 127.0.0.1 --port {port}), or fix "
+                               "tracking.uri (remove it to log to a store under output_dir)") from None
+        return
+    path = _sqlite_path(tracking_uri)
+    if path is None or not Path(path).is_file() or Path(path).stat().st_size == 0:
+        return
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            result = connection.execute("PRAGMA quick_check(1)").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.OperationalError as error:
+        if getattr(error, "sqlite_errorcode", None) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            return  # e.g. busy: MLflow itself will wait or say so
+        result = (str(error),)
+    except sqlite3.DatabaseError as error:
+        result = (str(error),)
+    if result is None or result[0] != "ok":
+        raise _broken_store(path, result[0] if result else "no answer")
+
+
+def _broken_store(path: str, problem: str) -> BrokenStateError:
+    return BrokenStateError(
+        f"the MLflow store {path} is damaged ({problem}): it is not a whole SQLite database (truncated or "
+        f"overwritten). Restore it from a backup, or move it aside (mv {path} {path}.broken) and re-run: the "
+        "ledger keeps every label, and the run logs into a new MLflow store; or set tracking.uri")
+
+
+def _store_error(tracking_uri: str, error: Exception) -> AlLoopError:
+    """The AlLoopError for a failure to open the MLflow store or its experiment."""
+    if isinstance(error, OSError) and (translated := storage_error(error)):
+        return translated
+    text = re.sub(r"(://)[^/@\s]+@", r"\1***@", str(error).split("\n")[0])  # never credentials of a URI
+    path = _sqlite_path(tracking_uri)
+    if path is not None:
+        if "disk is full" in text or "readonly" in text:
+            code = errno.ENOSPC if "full" in text else errno.EROFS
+            return storage_error(OSError(code, text, path)) or _broken_store(path, text)
+        return _broken_store(path, text)
+    return ServiceError(f"the MLflow tracking store {shown_uri(tracking_uri)} (tracking.uri) cannot be used: "
+                        f"{text[:300]}. Check that it is an MLflow tracking server or store, or fix tracking.uri")
 
 
 def _artifact_location(tracking_uri: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from sklearn.compose import ColumnTransformer
 
 from al_loop.config import Config
 from al_loop.data import Splits, featurize, load_splits
-from al_loop.errors import DataError
+from al_loop.errors import ConfigError, DataError, StorageError, storage_error
 from al_loop.features import cached, store_key
 
 
@@ -48,6 +49,24 @@ class Workspace:
         except KeyError as error:
             raise DataError(f"example {error.args[0]!r} is in the ledger but not in the pool file; was the "
                             "pool edited? Restore it or start a new output_dir") from None
+
+
+def check_output_dir(config: Config) -> None:
+    """Create the output folder if needed and check it takes a file, before anything is read or written: a path
+    that is a file is a ConfigError, a folder that cannot be written a StorageError."""
+    folder = config.output_dir
+    blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise ConfigError(f"output_dir {folder}: {blocking} is a file, not a folder. Set output_dir to a folder "
+                          "(it holds the ledger, the features and the default MLflow store), or move that file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise storage_error(error) or StorageError(
+            f"cannot write in output_dir {folder}: {error}. Make it writable, or set output_dir to a folder you "
+            "can write") from None
 
 
 def prepare(config: Config) -> Workspace:
