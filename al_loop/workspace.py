@@ -57,7 +57,8 @@ def check_output_dir(config: Config) -> None:
     folder = config.output_dir
     blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
     if blocking is not None and not blocking.is_dir():
-        raise ConfigError(f"output_dir {folder}: {blocking} is a file, not a folder. Set output_dir to a folder "
+        where = f"output_dir {folder}" + ("" if blocking == folder else f": {blocking}")
+        raise ConfigError(f"{where} is a file, not a folder. Set output_dir to a folder "
                           "(it holds the ledger, the features and the default MLflow store), or move that file")
     try:
         folder.mkdir(parents=True, exist_ok=True)

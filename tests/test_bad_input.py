@@ -1,0 +1,165 @@
+"""Bad or unusual inputs, through the real command: a clear message naming the problem and the fix, the exit code
+documented in the README, and nothing half-written (no ledger, no MLflow store or run when an input is refused)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import Result
+from typer.testing import CliRunner
+
+from al_loop import errors
+from al_loop.cli import app
+
+RUN = Path("runs") / "margin-seed0"
+POOL_HEADER = "id,text,label\n"
+POOL_ROWS = "".join(f"t{i},{'good fine nice' if i % 2 else 'bad awful poor'} words {i},{'pos' if i % 2 else 'neg'}\n"
+                    for i in range(60))
+
+
+def _invoke(*args: object) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _said(result: Result) -> str:
+    """What the command printed, with runs of whitespace as one space."""
+    return " ".join(result.output.split())
+
+
+def _write_config(folder: Path, **sections: Any) -> Path:
+    """A small config in `folder`, its MLflow store and output folder beside it (both relative to the config)."""
+    config: dict[str, Any] = {
+        "dataset": {"name": "digits", "test_size": 0.3},
+        "loop": {"strategy": "margin", "batch_size": 10, "initial_size": 20, "budget": 30},
+        "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "log_model": False},
+        "seed": 0,
+        "output_dir": "runs",
+    }
+    for key, value in sections.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) and isinstance(config.get(key), dict) \
+            else value
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _pool_config(folder: Path, name: str, content: bytes, **dataset: Any) -> Path:
+    (folder / name).write_bytes(content)
+    return _write_config(folder, dataset={"name": None, "path": name, "text_column": "text", **dataset})
+
+
+def _gzip_cut(text: str) -> bytes:
+    whole = gzip.compress(text.encode())
+    return whole[: len(whole) // 2]
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+
+def _read_only(folder: Path) -> Path:
+    if os.geteuid() == 0:  # root writes anywhere it has a permission bit; the kernel's own folders refuse it
+        return Path("/sys/al-loop-test-output")
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder / "runs"
+
+
+Setup = Callable[[Path], list[object]]
+
+# one row per kind of refused input: how to make it -> exit code and phrases of the message
+REFUSED: list[tuple[str, Setup, int, list[str]]] = [
+    ("budget below initial_size", lambda t: ["run", _write_config(t, loop={"budget": 10})], 2,
+     ["loop.budget (10) is below loop.initial_size (20)", "raise loop.budget"]),
+    ("seed of 2**32 in the config", lambda t: ["run", _write_config(t, seed=2**32)], 2,
+     ["seed: seed must be between 0 and 4294967295"]),
+    ("seed of 2**32 on the command line", lambda t: ["run", _write_config(t), "--seed", 2**32], 2,
+     ["--seed 4294967296", "seed must be between 0 and 4294967295"]),
+    ("negative seed on the command line", lambda t: ["sync", _write_config(t), "--seed", -1], 2,
+     ["--seed -1", "seed must be between 0 and 4294967295"]),
+    ("output_dir is a file", lambda t: ((t / "runs").write_text("x"), ["run", _write_config(t)])[1], 2,
+     ["is a file, not a folder", "Set output_dir to a folder"]),
+    ("output_dir cannot be written", lambda t: ["run", _write_config(t, output_dir=str(_read_only(t / "ro")))], 7,
+     ["cannot write", "set output_dir to a folder you can write"]),
+    ("ledger is garbage", lambda t: (_plant(t / RUN / "ledger.sqlite", b"not a database " * 300),
+                                     ["run", _write_config(t)])[1], 6,
+     ["ledger.sqlite is damaged", "restore it from a backup", "move it aside"]),
+    ("MLflow store is garbage", lambda t: (_plant(t / "mlflow.db", b"garbage " * 2000),
+                                           ["run", _write_config(t)])[1], 6,
+     ["MLflow store", "mlflow.db is damaged", "move it aside", "the ledger keeps every label"]),
+    ("MLflow server unreachable", lambda t: ["run", _write_config(
+        t, tracking={"uri": f"http://127.0.0.1:{_closed_port()}"})], 4,
+     ["MLflow tracking server http://127.0.0.1:", "is unreachable", "fix tracking.uri"]),
+    ("data text with [/] in a duplicated id", lambda t: ["run", _pool_config(
+        t, "pool.csv", (POOL_HEADER + "a[/]b,x,pos\na[/]b,y,neg\n" + POOL_ROWS).encode())], 2,
+     ["duplicate ids, e.g. ['a[/]b']"]),
+    ("missing text: row numbers stay visible", lambda t: ["run", _pool_config(
+        t, "pool.csv", (POOL_HEADER + "a,,pos\n" + POOL_ROWS + "b,,neg\n").encode())], 2,
+     ["2 missing value(s) (example row(s) 1, 62; 1 = the first example)"]),
+    ("empty CSV", lambda t: ["run", _pool_config(t, "pool.csv", b"")], 2,
+     ["pool.csv: the file is empty (0 bytes)", "a header row"]),
+    ("blank CSV", lambda t: ["run", _pool_config(t, "pool.csv", b"\n\n")], 2,
+     ["pool.csv: the file holds no columns", "write a header row"]),
+    ("non-UTF-8 CSV", lambda t: ["run", _pool_config(
+        t, "pool.csv", (POOL_HEADER + POOL_ROWS).encode() + "z1,caf\xe9 au lait,pos\n".encode("latin-1"))], 2,
+     ["pool.csv: line 62 is not UTF-8 text", "save the file as UTF-8"]),
+    ("truncated gzip", lambda t: ["run", _pool_config(t, "pool.csv.gz", _gzip_cut(POOL_HEADER + POOL_ROWS * 5))], 2,
+     ["pool.csv.gz: the compressed file is truncated or damaged", "download it again"]),
+    ("broken JSONL line", lambda t: ["run", _pool_config(
+        t, "pool.jsonl", b'{"id": "a", "text": "x", "label": "pos"}\n{"id": "b", "text": "y", "label": "neg"}\n'
+        b'{"id": "c", "text": "z", "label": \n{"id": "d", "text": "w", "label": "pos"}\n')], 2,
+     ["pool.jsonl: line 3 is not a JSON object", "fix that line"]),
+    ("corrupt Parquet", lambda t: ["run", _pool_config(t, "pool.parquet", b"PAR1 not really parquet " * 20)], 2,
+     ["pool.parquet: not a readable Parquet file", "write it again"]),
+    ("empty Parquet", lambda t: ["run", _pool_config(t, "pool.parquet", b"")], 2,
+     ["pool.parquet: the file is empty (0 bytes)"]),
+    ("empty config file", lambda t: ((t / "config.yaml").write_text(""), ["run", t / "config.yaml"])[1], 2,
+     ["config.yaml is empty", "at least a dataset section"]),
+    ("YAML syntax error", lambda t: ((t / "config.yaml").write_text(
+        "dataset:\n  name: digits\nloop: {budget: 30\nseed: 0\n"), ["run", t / "config.yaml"])[1], 2,
+     ["config.yaml, line 4, column 5 is not valid YAML", "Fix the syntax"]),
+]
+
+
+def _plant(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+
+
+@pytest.mark.parametrize(("setup", "code", "phrases"), [row[1:] for row in REFUSED], ids=[row[0] for row in REFUSED])
+def test_a_refused_input_gets_its_exit_code_a_clear_message_and_nothing_written(
+        tmp_path: Path, setup: Setup, code: int, phrases: list[str]) -> None:
+    args = setup(tmp_path)
+    planted = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    started = time.monotonic()
+    result = _invoke(*args)
+    said = _said(result)
+    assert isinstance(result.exception, SystemExit), f"not a clean exit: {result.exception!r}\n{result.output}"
+    assert result.exit_code == code, said
+    assert "error: " in said and "Traceback" not in said, said
+    for phrase in phrases:
+        assert phrase in said
+    assert time.monotonic() - started < 60, "a refusal must be fast (no minutes of silent retries)"
+    # nothing half-written: no ledger and no MLflow store where there was none; planted files untouched
+    for path in (tmp_path / RUN / "ledger.sqlite", tmp_path / "mlflow.db"):
+        assert path in planted or not path.exists(), f"{path} was created by a refused command"
+    for path, content in planted.items():
+        assert path.read_bytes() == content, f"{path} was modified"
+
+
+def test_every_error_class_has_a_documented_exit_code() -> None:
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.AlLoopError)]
+    assert {c.__name__ for c in classes} >= {"BrokenStateError", "StorageError"}
+    for error_class in classes:
+        assert f"`{error_class.exit_code}` | `{error_class.__name__}`" in readme, error_class.__name__
