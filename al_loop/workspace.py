@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,5 +89,12 @@ def prepare(config: Config) -> Workspace:
     key = store_key({"dataset": dataset, "features": config.features.model_dump(mode="json"),
                      "split_seed": config.seed if config.dataset.test_path is None else None},
                     [config.dataset.path, config.dataset.test_path])
-    (featurizer, x_pool, x_test), path = cached(config.output_dir / "features" / key, compute)
+    store = config.output_dir / "features"
+    staged = set(store.glob(".features-*"))
+    try:
+        (featurizer, x_pool, x_test), path = cached(store / key, compute)
+    except OSError as error:  # e.g. a full disk: remove what this call staged, so nothing half-written stays
+        for folder in set(store.glob(".features-*")) - staged:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise storage_error(error) or error from None
     return Workspace(splits=splits, featurizer=featurizer, x_pool=x_pool, x_test=x_test, features_path=path)

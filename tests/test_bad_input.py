@@ -3,9 +3,13 @@ documented in the README, and nothing half-written (no ledger, no MLflow store o
 
 from __future__ import annotations
 
+import errno
 import gzip
+import json
 import os
+import shutil
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +22,7 @@ from typer.testing import CliRunner
 
 from al_loop import errors
 from al_loop.cli import app
+from al_loop.config import load_config
 
 RUN = Path("runs") / "margin-seed0"
 POOL_HEADER = "id,text,label\n"
@@ -163,3 +168,148 @@ def test_every_error_class_has_a_documented_exit_code() -> None:
     assert {c.__name__ for c in classes} >= {"BrokenStateError", "StorageError"}
     for error_class in classes:
         assert f"`{error_class.exit_code}` | `{error_class.__name__}`" in readme, error_class.__name__
+
+
+# -- state on disk and the disk itself ---------------------------------------------------------------------------
+
+
+def _finished_run(folder: Path, mlflow_uri: str, budget: int = 30, **sections: Any) -> Path:
+    """A config whose loop has run to its budget (a text pool in `folder`); returns the config."""
+    (folder / "pool.csv").write_text(POOL_HEADER + POOL_ROWS)
+    config = _write_config(folder, dataset={"name": None, "path": "pool.csv", "text_column": "text"},
+                           loop={"budget": budget}, tracking={"uri": mlflow_uri}, **sections)
+    result = _invoke("run", config)
+    assert result.exit_code == 0, result.output
+    return config
+
+
+def _labels(ledger: Path) -> tuple[int, int]:
+    with sqlite3.connect(ledger) as db:
+        labeled = db.execute("SELECT COUNT(*) FROM examples WHERE status = 'labeled'").fetchone()[0]
+        answers = db.execute("SELECT COUNT(*) FROM annotations").fetchone()[0]
+    return labeled, answers
+
+
+def test_a_truncated_ledger_is_reported_with_its_path_and_left_as_it_is(tmp_path: Path, mlflow_uri: str) -> None:
+    config = _finished_run(tmp_path, mlflow_uri)
+    ledger = tmp_path / RUN / "ledger.sqlite"
+    with sqlite3.connect(ledger) as db:  # fold the write-ahead log in, then cut the file in half
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    ledger.write_bytes(ledger.read_bytes()[: ledger.stat().st_size // 2])
+    cut = ledger.read_bytes()
+    result = _invoke("run", config)
+    said = _said(result)
+    assert result.exit_code == 6 and isinstance(result.exception, SystemExit), said
+    assert f"the ledger {ledger} is damaged" in said and "restore it from a backup" in said
+    assert f"mv {ledger} {ledger}.broken" in said
+    assert ledger.read_bytes() == cut, "a damaged ledger is never rewritten"
+
+
+def _disk_full(*_: object, **__: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_while_logging_exits_with_its_code_and_a_rerun_loses_nothing(
+        tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from al_loop.tracking import Tracker
+
+    config = _finished_run(tmp_path, mlflow_uri, budget=30)
+    before = _labels(tmp_path / RUN / "ledger.sqlite")
+    _write_config(tmp_path, dataset={"name": None, "path": "pool.csv", "text_column": "text"},
+                  loop={"budget": 40}, tracking={"uri": mlflow_uri})
+    monkeypatch.setattr(Tracker, "log_step", _disk_full)
+    result = _invoke("run", config)
+    said = _said(result)
+    assert result.exit_code == 7 and isinstance(result.exception, SystemExit), said
+    assert "no space left on the device" in said and "Free some space" in said and "re-run the same command" in said
+    during = _labels(tmp_path / RUN / "ledger.sqlite")
+    assert during[0] >= before[0] and during[1] >= before[1], "what was labeled before the full disk is kept"
+    monkeypatch.undo()
+    result = _invoke("run", config)
+    assert result.exit_code == 0, result.output
+    assert _labels(tmp_path / RUN / "ledger.sqlite")[0] == 40, "the resumed run reaches its budget"
+
+
+def test_a_full_disk_in_the_ledger_names_the_ledger(tmp_path: Path, mlflow_uri: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from al_loop.ledger import Ledger
+
+    def full(*_: object, **__: object) -> None:
+        error = sqlite3.OperationalError("database or disk is full")
+        error.sqlite_errorcode = sqlite3.SQLITE_FULL  # as sqlite3 sets it
+        raise error
+
+    config = _write_config(tmp_path, tracking={"uri": mlflow_uri})
+    monkeypatch.setattr(Ledger, "queue_round", full)
+    result = _invoke("run", config)
+    said = _said(result)
+    assert result.exit_code == 7, said
+    assert f"the disk holding the ledger {tmp_path / RUN / 'ledger.sqlite'} is full" in said
+    assert _labels(tmp_path / RUN / "ledger.sqlite") == (0, 0), "nothing half-written"
+
+
+def test_a_full_disk_while_storing_features_leaves_no_partial_store_and_no_ledger(
+        tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import al_loop.features
+
+    config = _write_config(tmp_path, tracking={"uri": mlflow_uri})
+    monkeypatch.setattr(al_loop.features, "_save", _disk_full)
+    result = _invoke("run", config)
+    assert result.exit_code == 7 and "no space left on the device" in _said(result), result.output
+    assert not (tmp_path / RUN / "ledger.sqlite").exists()
+    assert not list((tmp_path / "runs" / "features").glob("*")), "a half-written feature store"
+
+
+# -- the identity of a run: portable, and a refusal names the setting -------------------------------------------
+
+
+def test_a_run_folder_moved_with_its_config_and_data_resumes(tmp_path: Path, mlflow_uri: str) -> None:
+    first = tmp_path / "first"
+    first.mkdir()
+    _finished_run(first, mlflow_uri, budget=30)
+    moved = tmp_path / "elsewhere" / "second"
+    moved.parent.mkdir()
+    shutil.move(first, moved)
+    config = _write_config(moved, dataset={"name": None, "path": "pool.csv", "text_column": "text"},
+                           loop={"budget": 40}, tracking={"uri": mlflow_uri})
+    result = _invoke("run", config)
+    assert result.exit_code == 0, result.output
+    assert _labels(moved / RUN / "ledger.sqlite")[0] == 40
+
+
+@pytest.mark.parametrize(("change", "phrase"), [
+    ({"loop": {"batch_size": 5}}, "Changed: loop.batch_size: 10 then, 5 now."),
+    ({"model": {"params": {"C": 3, "max_iter": 1000}}}, "model.params.C: 10 then, 3 now"),
+    ({"annotator": {"noise": 0.1}}, "annotator.noise: 0.0 then, 0.1 now"),
+    ({"loop": {"initial_strategy": "typical"}}, "loop.initial_strategy: (the default) then, typical now"),
+    ({"pool": "edited"}, "dataset.path: file content sha256:"),
+])
+def test_a_refused_resume_names_the_setting_that_differs_with_old_and_new_values(
+        tmp_path: Path, mlflow_uri: str, change: dict[str, Any], phrase: str) -> None:
+    _finished_run(tmp_path, mlflow_uri)
+    if change.pop("pool", None):
+        (tmp_path / "pool.csv").write_text(POOL_HEADER + POOL_ROWS.replace("words 7", "words seven"))
+    config = _write_config(tmp_path, dataset={"name": None, "path": "pool.csv", "text_column": "text"},
+                           tracking={"uri": mlflow_uri}, **change)
+    result = _invoke("run", config)
+    said = _said(result)
+    assert result.exit_code == 2 and "was started with a different config_identity" in said, said
+    assert phrase in said
+
+
+def test_a_ledger_of_the_previous_version_resumes_and_then_survives_a_move(tmp_path: Path, mlflow_uri: str) -> None:
+    config_path = _finished_run(tmp_path, mlflow_uri)
+    config = load_config(config_path)
+    ledger = tmp_path / RUN / "ledger.sqlite"
+    with sqlite3.connect(ledger) as db:  # what al-loop stored before: the hash with absolute paths, no settings
+        db.execute("UPDATE meta SET value = ? WHERE key = 'config_identity'", (config.identity().legacy,))
+        db.execute("DELETE FROM meta WHERE key = 'config_identity.settings'")
+    assert config.identity().legacy != config.identity(), "the old hash depends on where the files are"
+    _write_config(tmp_path, dataset={"name": None, "path": "pool.csv", "text_column": "text"},
+                  loop={"budget": 40}, tracking={"uri": mlflow_uri})
+    result = _invoke("run", config_path)
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(ledger) as db:
+        stored = dict(db.execute("SELECT key, value FROM meta WHERE key LIKE 'config_identity%'").fetchall())
+    assert stored["config_identity"] == config.identity(), "upgraded to the identity that survives a move"
+    assert json.loads(stored["config_identity.settings"])["loop.batch_size"] == "10"
