@@ -10,7 +10,6 @@ import errno
 import os
 import re
 import socket
-import sqlite3
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -173,22 +172,26 @@ def check_store(tracking_uri: str) -> None:
                                "tracking.uri (remove it to log to a store under output_dir)") from None
         return
     path = _sqlite_path(tracking_uri)
-    if path is None or not Path(path).is_file() or Path(path).stat().st_size == 0:
-        return
-    try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        try:
-            result = connection.execute("PRAGMA quick_check(1)").fetchone()
-        finally:
-            connection.close()
-    except sqlite3.OperationalError as error:
-        if getattr(error, "sqlite_errorcode", None) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-            return  # e.g. busy: MLflow itself will wait or say so
-        result = (str(error),)
-    except sqlite3.DatabaseError as error:
-        result = (str(error),)
-    if result is None or result[0] != "ok":
-        raise _broken_store(path, result[0] if result else "no answer")
+    if path is not None and Path(path).is_file() and (problem := sqlite_file_problem(Path(path))):
+        raise _broken_store(path, problem)
+
+
+def sqlite_file_problem(path: Path) -> str | None:
+    """What makes a non-empty file not a whole SQLite database, read from its 100-byte header (cheap, whatever the
+    size): another format, or fewer bytes than the pages the header counts (truncated); None if it looks whole."""
+    size = path.stat().st_size
+    if size == 0:
+        return None  # SQLite makes an empty file a new database
+    with path.open("rb") as file:
+        header = file.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return "not a SQLite database"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    if header[24:28] == header[92:96] and size < pages * page_size:  # the page count is valid: compare
+        return f"truncated: {size} bytes of {pages * page_size}"
+    return None
 
 
 def _broken_store(path: str, problem: str) -> BrokenStateError:

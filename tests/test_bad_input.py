@@ -102,6 +102,8 @@ REFUSED: list[tuple[str, Setup, int, list[str]]] = [
     ("MLflow store is garbage", lambda t: (_plant(t / "mlflow.db", b"garbage " * 2000),
                                            ["run", _write_config(t)])[1], 6,
      ["MLflow store", "mlflow.db is damaged", "move it aside", "the ledger keeps every label"]),
+    ("MLflow store is truncated", lambda t: (_truncated_sqlite(t / "mlflow.db"), ["run", _write_config(t)])[1], 6,
+     ["mlflow.db is damaged (truncated:", "move it aside"]),
     ("MLflow server unreachable", lambda t: ["run", _write_config(
         t, tracking={"uri": f"http://127.0.0.1:{_closed_port()}"})], 4,
      ["MLflow tracking server http://127.0.0.1:", "is unreachable", "fix tracking.uri"]),
@@ -134,6 +136,14 @@ REFUSED: list[tuple[str, Setup, int, list[str]]] = [
         "dataset:\n  name: digits\nloop: {budget: 30\nseed: 0\n"), ["run", t / "config.yaml"])[1], 2,
      ["config.yaml, line 4, column 5 is not valid YAML", "Fix the syntax"]),
 ]
+
+
+def _truncated_sqlite(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT)")
+        db.executemany("INSERT INTO runs (name) VALUES (?)", [(f"run {i}" * 20,) for i in range(2000)])
+    db.close()
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def _plant(path: Path, content: bytes) -> None:
