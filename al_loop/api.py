@@ -26,14 +26,18 @@ def check_outputs(config: Config) -> None:
 
 
 @functools.wraps(_loop.run_loop)
-def run_loop(config: Config, **options: Any) -> LoopResult:
+def run_loop(config: Config, *, workspace: Workspace | None = None, **options: Any) -> LoopResult:
     check_outputs(config)
-    return _loop.run_loop(config, **options)
+    workspace = workspace or prepare(config)
+    _loop.check_plan(config, len(workspace.splits.pool))
+    config.loop.check_budget()
+    return _loop.run_loop(config, workspace=workspace, **options)
 
 
 @functools.wraps(_compare.compare)
 def compare(config: Config, **options: Any) -> Comparison:
     check_outputs(config)
+    config.loop.check_budget()
     return _compare.compare(config, **options)
 
 

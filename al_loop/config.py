@@ -133,12 +133,13 @@ class LoopConfig(_Strict):
             raise ValueError("set loop.budget or loop.max_rounds (or both) so the loop knows when to stop")
         return self
 
-    @model_validator(mode="after")
-    def _budget_covers_the_initial_set(self) -> LoopConfig:
+    def check_budget(self) -> None:
+        """Refuse a budget below the initial set (checked when a run starts, after the batch sizes are checked
+        against the pool, so that the first problem reported is the first one to fix)."""
         if self.budget is not None and self.budget < self.initial_size:
-            raise ValueError(f"loop.budget ({self.budget}) is below loop.initial_size ({self.initial_size}): the "
-                             "initial set alone would exceed the budget; raise loop.budget or lower loop.initial_size")
-        return self
+            raise ConfigError(f"loop.budget ({self.budget}) is below loop.initial_size ({self.initial_size}): the "
+                              "initial set alone would exceed the budget; raise loop.budget or lower "
+                              "loop.initial_size")
 
 
 class SimulatedAnnotatorConfig(_Strict):

@@ -6,6 +6,7 @@ import bz2
 import gzip
 import json
 import lzma
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -76,7 +77,7 @@ def read_frame(path: Path) -> pd.DataFrame:
     return frame
 
 
-_COMPRESSED = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError)
+_COMPRESSED = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, zipfile.BadZipFile)
 
 
 def _read_problem(path: Path, error: Exception) -> str:
@@ -109,7 +110,11 @@ def _read_problem(path: Path, error: Exception) -> str:
 
 
 def _open_binary(path: Path) -> IO[bytes]:
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(path.suffix.lower())
+    """The file's bytes, decompressed; a ValueError for a compression whose lines cannot be read here."""
+    suffix = path.suffix.lower()
+    if suffix in (".zip", ".zst"):
+        raise ValueError(f"no line numbers inside {suffix} files")
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix)
     return opener(path, "rb") if opener else path.open("rb")
 
 

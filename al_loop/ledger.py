@@ -253,10 +253,11 @@ class Ledger:
         mismatched = [key for key, value in identity.items()
                       if stored[key] not in (None, value) and key not in upgraded]
         if mismatched:
-            details = " ".join(self._difference(key, identity[key], stored[key]) for key in mismatched)
+            details = "".join(f"{text} " for key in mismatched if (text := self._difference(key, identity[key],
+                                                                                            stored[key])))
             raise LedgerMismatchError(
                 f"the ledger {self.path} was started with a different {', '.join(mismatched)}; resuming would "
-                f"mix two experiments. {details} Restore the original config/data, or set a new output_dir")
+                f"mix two experiments. {details}Restore the original config/data, or set a new output_dir")
         settings = {f"{key}.settings": json.dumps(value.settings, sort_keys=True) for key, value in identity.items()
                     if isinstance(getattr(value, "settings", None), dict)}
         with self.transaction() as db:
