@@ -17,6 +17,7 @@ from al_loop import api
 from al_loop.curves import is_missing
 from al_loop.errors import AlLoopError, BrokenStateError, StorageError, storage_error
 from al_loop.ledger import RoundRecord
+from al_loop.tracking import mlflow_error
 
 
 class _Guarded(TyperGroup):
@@ -28,17 +29,20 @@ class _Guarded(TyperGroup):
             return super().invoke(ctx)
         except AlLoopError as error:
             raise _fail(error) from None
-        except (OSError, sqlite3.Error) as error:
+        except Exception as error:
             translated = _system_error(error)
             if translated is None:
                 raise
             raise _fail(translated) from None
 
 
-def _system_error(error: OSError | sqlite3.Error) -> AlLoopError | None:
-    """The AlLoopError for an OS or SQLite error the user can fix (disk full, read-only, damaged file), else None."""
+def _system_error(error: Exception) -> AlLoopError | None:
+    """The AlLoopError for an error the user can fix (disk full, read-only, damaged SQLite file, a tracking server
+    that stopped answering), else None (the error is raised as it is)."""
     if isinstance(error, OSError):
         return storage_error(error)
+    if not isinstance(error, sqlite3.Error):
+        return mlflow_error(error)
     code = getattr(error, "sqlite_errorcode", None)
     if code == sqlite3.SQLITE_FULL:
         return StorageError(f"the disk is full ({error}). Free some space and re-run the same command: each ledger "

@@ -216,6 +216,24 @@ def _store_error(tracking_uri: str, error: Exception) -> AlLoopError:
                         f"{text[:300]}. Check that it is an MLflow tracking server or store, or fix tracking.uri")
 
 
+_LOST_SERVER = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection", "timed out")
+
+
+def mlflow_error(error: Exception) -> AlLoopError | None:
+    """The AlLoopError for an MLflow failure while a command runs (after the store was checked): the tracking server
+    stopped answering (ServiceError), or the disk under the store is full (StorageError); None for anything else."""
+    if not isinstance(error, MlflowException):
+        return None
+    text = re.sub(r"(://)[^/@\s]+@", r"\1***@", str(error).split("\n")[0])[:400]  # never credentials of a URI
+    if "disk is full" in text or "No space left" in text:
+        return storage_error(OSError(errno.ENOSPC, text))
+    if any(sign in text for sign in _LOST_SERVER):
+        return ServiceError(f"the MLflow tracking server stopped answering ({text}). Check that it runs and is "
+                            "reachable, then re-run the same command: the ledger keeps every label, and the run "
+                            "goes on logging into the same MLflow run")
+    return None
+
+
 def _artifact_location(tracking_uri: str) -> str | None:
     """For a sqlite store, artifacts go beside the database (MLflow's default is ./mlruns in the working
     directory, which would put them in whatever folder the command ran from). Other stores keep their default."""

@@ -53,7 +53,7 @@ class Workspace:
 
 
 def check_output_dir(config: Config) -> None:
-    """Create the output folder if needed and check it takes a file, before anything is read or written: a path
+    """Create the output folder if needed and check a file can be written in it, before anything else: a path
     that is a file is a ConfigError, a folder that cannot be written a StorageError."""
     folder = config.output_dir
     blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)

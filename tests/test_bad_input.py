@@ -240,6 +240,25 @@ def test_a_full_disk_while_logging_exits_with_its_code_and_a_rerun_loses_nothing
     assert _labels(tmp_path / RUN / "ledger.sqlite")[0] == 40, "the resumed run reaches its budget"
 
 
+def test_a_tracking_server_lost_during_a_run_is_a_service_error_without_its_credentials(
+        tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from al_loop.tracking import Tracker
+
+    def lost(*_: object, **__: object) -> None:
+        raise MlflowException("API request to http://alice:s3cr3t@127.0.0.1:5000/api/2.0/mlflow/runs/log-batch failed "
+                              "with exception HTTPConnectionPool(host='127.0.0.1', port=5000): Max retries exceeded")
+
+    config = _write_config(tmp_path, tracking={"uri": mlflow_uri})
+    monkeypatch.setattr(Tracker, "log_step", lost)
+    result = _invoke("run", config)
+    said = _said(result)
+    assert result.exit_code == 4 and isinstance(result.exception, SystemExit), said
+    assert "the MLflow tracking server stopped answering" in said and "re-run the same command" in said
+    assert "s3cr3t" not in said and "alice:" not in said
+
+
 def test_a_full_disk_in_the_ledger_names_the_ledger(tmp_path: Path, mlflow_uri: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from al_loop.ledger import Ledger
