@@ -10,6 +10,8 @@ import errno
 import os
 import re
 import socket
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +34,7 @@ class Tracker:
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         self.tracking_uri = tracking_uri
         check_store(tracking_uri)
+        _follow_a_moved_store(tracking_uri)
         try:
             self.client = MlflowClient(tracking_uri=tracking_uri)
             self.experiment_id = self._experiment_id(experiment)
@@ -214,6 +217,30 @@ def _store_error(tracking_uri: str, error: Exception) -> AlLoopError:
         return _broken_store(path, text)
     return ServiceError(f"the MLflow tracking store {shown_uri(tracking_uri)} (tracking.uri) cannot be used: "
                         f"{text[:300]}. Check that it is an MLflow tracking server or store, or fix tracking.uri")
+
+
+def _follow_a_moved_store(tracking_uri: str) -> None:
+    """A sqlite store moved with its output folder keeps, in its experiments and runs, the old absolute folder of
+    the artifacts that al-loop put beside it (`.../mlartifacts`); point them at the folder beside it now, so that a
+    resumed run logs there, not into the old place, and earlier artifacts (moved along) are found again."""
+    path, here = _sqlite_path(tracking_uri), _artifact_location(tracking_uri)
+    if path is None or here is None or not Path(path).is_file() or Path(path).stat().st_size == 0:
+        return
+    try:
+        with closing(sqlite3.connect(path, timeout=30)) as db, db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "experiments" not in tables:
+                return
+            moved = [old for (old,) in db.execute("SELECT DISTINCT artifact_location FROM experiments")
+                     if old and old != here and old.startswith("file://") and old.endswith("/mlartifacts")]
+            for old in moved:
+                db.execute("UPDATE experiments SET artifact_location = ? WHERE artifact_location = ?", (here, old))
+                for table, column in (("runs", "artifact_uri"), ("logged_models", "artifact_location")):
+                    if table in tables:
+                        db.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                                   f"WHERE substr({column}, 1, ?) = ?", (here, len(old) + 1, len(old) + 1, old + "/"))
+    except sqlite3.Error:
+        return  # MLflow reports on the store itself
 
 
 _LOST_SERVER = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection", "timed out")

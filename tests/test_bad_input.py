@@ -10,6 +10,8 @@ import os
 import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -304,6 +306,24 @@ def test_a_run_folder_moved_with_its_config_and_data_resumes(tmp_path: Path, mlf
     result = _invoke("run", config)
     assert result.exit_code == 0, result.output
     assert _labels(moved / RUN / "ledger.sqlite")[0] == 40
+
+
+def test_a_moved_run_folder_logs_its_artifacts_beside_its_own_mlflow_store(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    first.mkdir()
+    script = Path(sys.executable).with_name("al-loop")  # each run in its own process, as users run them
+    config = _write_config(first, tracking={"uri": None, "log_model": False})  # the default store, in runs/
+    assert subprocess.run([script, "run", config], capture_output=True, text=True).returncode == 0
+    moved = tmp_path / "second"
+    shutil.move(first, moved)
+    config = _write_config(moved, tracking={"uri": None, "log_model": False}, loop={"budget": 40})
+    result = subprocess.run([script, "run", config], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert not first.exists(), "the resumed run wrote into the folder it was moved from"
+    with sqlite3.connect(moved / "runs" / "mlflow.db") as db:
+        (artifacts,) = db.execute("SELECT artifact_uri FROM runs").fetchone()
+    assert artifacts.startswith((moved / "runs" / "mlartifacts").as_uri())
+    assert list((moved / "runs" / "mlartifacts").rglob("learning_curve.png"))
 
 
 @pytest.mark.parametrize(("change", "phrase"), [
