@@ -66,8 +66,8 @@ def read_frame(path: Path) -> pd.DataFrame:
     if reader is None:
         raise DataError(f"{path}: unsupported file type; use .csv, .parquet or .jsonl (optionally .gz)")
     if path.is_file() and path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty (0 bytes); write the pool into it again: a header row (or, for "
-                        "JSONL, one JSON object per line) and at least one example")
+        raise DataError(f"{path}: the file is empty (0 bytes); write the pool into it again, with at least one "
+                        "example (a CSV also needs its header row)")
     try:
         frame = reader(path)
     except Exception as error:  # the readers raise many types; all mean "could not parse this file"

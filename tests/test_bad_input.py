@@ -116,7 +116,7 @@ REFUSED: list[tuple[str, Setup, int, list[str]]] = [
         t, "pool.csv", (POOL_HEADER + "a,,pos\n" + POOL_ROWS + "b,,neg\n").encode())], 2,
      ["2 missing value(s) (example row(s) 1, 62; 1 = the first example)"]),
     ("empty CSV", lambda t: ["run", _pool_config(t, "pool.csv", b"")], 2,
-     ["pool.csv: the file is empty (0 bytes)", "a header row"]),
+     ["pool.csv: the file is empty (0 bytes)", "write the pool into it again"]),
     ("blank CSV", lambda t: ["run", _pool_config(t, "pool.csv", b"\n\n")], 2,
      ["pool.csv: the file holds no columns", "write a header row"]),
     ("non-UTF-8 CSV", lambda t: ["run", _pool_config(
