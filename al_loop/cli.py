@@ -3,20 +3,58 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
 from al_loop import api
 from al_loop.curves import is_missing
-from al_loop.errors import AlLoopError
+from al_loop.errors import AlLoopError, BrokenStateError, StorageError, storage_error
 from al_loop.ledger import RoundRecord
 from al_loop.redact import redact
+from al_loop.tracking import mlflow_error
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+class _Guarded(TyperGroup):
+    """Every command: a problem the user can fix (an AlLoopError, a disk that refuses a write, a damaged SQLite
+    file) ends with its message and exit code instead of a traceback."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except AlLoopError as error:
+            raise _fail(error) from None
+        except Exception as error:
+            translated = _system_error(error)
+            if translated is None:
+                raise
+            raise _fail(translated) from None
+
+
+def _system_error(error: Exception) -> AlLoopError | None:
+    """The AlLoopError for an error the user can fix (disk full, read-only, damaged SQLite file, a tracking server
+    that stopped answering), else None (the error is raised as it is)."""
+    if isinstance(error, OSError):
+        return storage_error(error)
+    if not isinstance(error, sqlite3.Error):
+        return mlflow_error(error)
+    code = getattr(error, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return StorageError(f"the disk is full ({error}). Free some space and re-run the same command: each ledger "
+                            "write is all-or-nothing, so what was recorded before is kept")
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return BrokenStateError(f"a SQLite file of this run (the ledger or the MLflow store) is damaged ({error}). "
+                                "Restore it from a backup, or move it aside and re-run")
+    return None
+
+
+app = typer.Typer(cls=_Guarded, add_completion=False, no_args_is_help=True,
                   help="Active-learning annotation loop: pick ambiguous examples, get them labeled, retrain, log.")
 console = Console(stderr=False, width=140)
 errors = Console(stderr=True)
@@ -25,7 +63,8 @@ ConfigArg = Annotated[Path, typer.Argument(help="YAML config, e.g. configs/quick
 
 
 def _fail(error: AlLoopError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {redact(str(error))}", highlight=False, markup=True)
+    # the message is printed as plain text: data in it (ids, file names) may hold brackets such as [/]
+    errors.print(Text.assemble(("error:", "bold red"), " ", redact(str(error))), highlight=False, soft_wrap=True)
     return typer.Exit(code=error.exit_code)
 
 

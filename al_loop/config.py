@@ -22,6 +22,7 @@ from al_loop.selection import INITIAL_STRATEGIES, QUERY_STRATEGIES
 
 STRATEGIES = QUERY_STRATEGIES  # the registry owns the names (al_loop.selection)
 BUNDLED_DATASETS = ("digits", "breast_cancer", "wine")
+MAX_SEED = 2**32 - 1  # scikit-learn's random_state and a legacy numpy seed are 32-bit
 _ANNOTATOR_KINDS = ("simulated", "labelstudio")
 
 
@@ -132,6 +133,14 @@ class LoopConfig(_Strict):
         if self.budget is None and self.max_rounds is None:
             raise ValueError("set loop.budget or loop.max_rounds (or both) so the loop knows when to stop")
         return self
+
+    def check_budget(self) -> None:
+        """Refuse a budget below the initial set (checked when a run starts, after the batch sizes are checked
+        against the pool, so that the first problem reported is the first one to fix)."""
+        if self.budget is not None and self.budget < self.initial_size:
+            raise ConfigError(f"loop.budget ({self.budget}) is below loop.initial_size ({self.initial_size}): the "
+                              "initial set alone would exceed the budget; raise loop.budget or lower "
+                              "loop.initial_size")
 
 
 class SimulatedAnnotatorConfig(_Strict):
@@ -323,8 +332,16 @@ class Config(_Strict):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, description=f"0 to {MAX_SEED}: numpy and scikit-learn take 32-bit seeds")
     output_dir: Path = Path("runs")
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_fits_32_bits(cls, value: int) -> int:
+        if not 0 <= value <= MAX_SEED:
+            raise ValueError(f"seed must be between 0 and {MAX_SEED} (scikit-learn and numpy take 32-bit seeds); "
+                             "pick a smaller one")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -393,10 +410,12 @@ class Config(_Strict):
         """Name of one loop run: strategy and seed (its ledger lives in a folder of that name)."""
         return f"{self.loop.strategy}-seed{self.seed}"
 
-    def identity(self) -> str:
+    def identity(self) -> Identity:
         """Hash of everything that decides the picks; a resumed run must match it.
 
-        Budget and max_rounds are left out on purpose: extending a finished run is a normal thing to do.
+        Budget and max_rounds are left out on purpose: extending a finished run is a normal thing to do. Input
+        files count by their content, not their location, so a run folder, a config or a repository can move;
+        `legacy` is the hash of earlier versions (absolute paths), `settings` what is hashed, by config key.
         """
         keep = {
             "dataset": self.dataset.model_dump(mode="json"),
@@ -419,7 +438,13 @@ class Config(_Strict):
                  "adjudication": (self.quality.adjudication.min_agreement, None),
                  "initial_strategy": (self.loop.initial_strategy, "random")}
         keep |= {key: value for key, (value, default) in later.items() if value != default}
-        return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+        portable = {**keep, "dataset": {**keep["dataset"], **{
+            key: _content_digest(path) for key, path in (("path", self.dataset.path),
+                                                         ("test_path", self.dataset.test_path)) if path is not None}}}
+        settings: dict[str, str] = {}
+        _flatten({_IDENTITY_KEYS.get(key, key): value for key, value in portable.items()}, "", settings)
+        return Identity(_digest(portable), legacy=_digest(keep),
+                        settings={k: "***" if _looks_secret(k) else v for k, v in settings.items()})
 
     def _old_overlap(self) -> int:
         """The overlap the annotator identity already holds: with bots and every task overlapped, it is written
@@ -446,13 +471,59 @@ class Config(_Strict):
             data["loop"]["strategy"] = strategy
         if seed is not None:
             data["seed"] = seed
-        return _validate(data, source="command-line options")
+        given = [f"--{name} {value}" for name, value in (("strategy", strategy), ("seed", seed)) if value is not None]
+        return _validate(data, source=f"command-line options {' '.join(given)}".strip())
 
     def flat_params(self) -> dict[str, str]:
         """The config flattened to `section.key: value` strings, for MLflow params (no secrets)."""
         flat: dict[str, str] = {}
         _flatten(self.model_dump(mode="json"), "", flat)
         return {k: redact_value(v) for k, v in flat.items() if not _looks_secret(k)}
+
+
+class Identity(str):
+    """A config's identity hash, with what it hashes (`settings`, by config key, to name a difference) and the hash
+    earlier versions computed for the same config (`legacy`, so that their ledgers still resume)."""
+
+    settings: dict[str, str]
+    legacy: str
+
+    def __new__(cls, value: str, *, legacy: str, settings: dict[str, str]) -> Identity:
+        identity = super().__new__(cls, value)
+        identity.legacy, identity.settings = legacy, settings
+        return identity
+
+
+# the identity's names of settings, as config keys (for messages)
+_IDENTITY_KEYS = {"strategy": "loop.strategy", "batch_size": "loop.batch_size", "initial_size": "loop.initial_size",
+                  "evaluation": "evaluation.size", "warm_start": "model.warm_start",
+                  "calibration": "model.calibration", "chunk_rows": "compute.chunk_rows",
+                  "diversity_factor": "compute.diversity_factor", "overlap": "quality.overlap/overlap_share",
+                  "consensus": "quality.consensus", "adjudication": "quality.adjudication.min_agreement",
+                  "initial_strategy": "loop.initial_strategy"}
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _content_digest(path: Path) -> str:
+    """`sha256:<hex>` of a file's bytes (remembered per path, size and modification time); its path if unreadable."""
+    try:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _DIGESTS:
+            digest = hashlib.sha256()
+            with path.open("rb") as file:
+                while chunk := file.read(1 << 20):
+                    digest.update(chunk)
+            _DIGESTS[key] = f"sha256:{digest.hexdigest()[:16]}"
+        return _DIGESTS[key]
+    except OSError:
+        return str(path)
 
 
 def _dump_without_defaults(model: BaseModel, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -574,12 +645,26 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], Path]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = " ".join(part for part in (error.context, error.problem) if part)
+        raise ConfigError(f"config file {where} is not valid YAML: {problem}. Fix the syntax there (indent with "
+                          "spaces, close brackets and quotes, put a space after each colon)") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
-    if data is not None and not isinstance(data, dict):
+    if data is None:
+        raise ConfigError(f"config file {path} is empty; it needs at least a dataset section, e.g. "
+                          "`dataset: {name: digits}` (see configs/quickstart.yaml and the config reference in "
+                          "README.md)")
+    if not isinstance(data, dict):
         raise ConfigError(f"invalid config ({path}): expected a mapping of keys at the top level")
-    return data or {}, path.resolve().parent
+    return data, path.resolve().parent
 
 
 def config_from_dict(data: dict[str, Any], base: Path, source: str) -> Config:

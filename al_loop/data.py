@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import json
+import lzma
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -57,13 +65,105 @@ def read_frame(path: Path) -> pd.DataFrame:
     reader = _READERS.get(_suffix(path))
     if reader is None:
         raise DataError(f"{path}: unsupported file type; use .csv, .parquet or .jsonl (optionally .gz)")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes); write the pool into it again, with at least one "
+                        "example (a CSV also needs its header row)")
     try:
         frame = reader(path)
     except Exception as error:  # the readers raise many types; all mean "could not parse this file"
-        raise DataError(f"{path}: could not read the file: {error}") from None
+        raise DataError(_read_problem(path, error)) from None
     if frame.empty:
         raise DataError(f"{path}: the file has no rows; a pool needs at least one example")
     return frame
+
+
+_COMPRESSED = (EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, zipfile.BadZipFile)
+
+
+def _read_problem(path: Path, error: Exception) -> str:
+    """What is wrong with a file a reader refused, where (a line number where it can be found), and the fix."""
+    kind = _suffix(path)
+    if isinstance(error, _COMPRESSED) or "compressed" in str(error).lower() or (
+            isinstance(error, OSError) and path.suffix.lower() in (".gz", ".bz2", ".xz")):
+        return (f"{path}: the compressed file is truncated or damaged ({error}); copy or download it again "
+                "(`gzip -t` checks a .gz file)")
+    if isinstance(error, UnicodeDecodeError):
+        line = _first_line(path, _not_utf8)
+        where = f"line {line}" if line else f"byte {error.start}"
+        byte = error.object[error.start:error.start + 1]
+        return (f"{path}: {where} is not UTF-8 text ({error.reason}, byte {byte!r}); "
+                "save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)")
+    if isinstance(error, pd.errors.EmptyDataError):
+        return f"{path}: the file holds no columns (it is empty or blank); write a header row and the examples"
+    if kind == ".parquet":
+        return (f"{path}: not a readable Parquet file ({error}); it may be truncated or another format: write it "
+                "again (e.g. DataFrame.to_parquet) or give it the suffix of its format")
+    if kind == ".jsonl":
+        line = _first_line(path, _not_a_json_object)
+        if line:
+            return (f"{path}: line {line} is not a JSON object ({_not_a_json_object(_line_text(path, line))}); "
+                    "each line must hold one object such as {\"id\": \"a1\", \"text\": \"...\"}: fix that line")
+    if isinstance(error, pd.errors.ParserError):
+        return (f"{path}: {error}; a field that contains the separator or a line break must be quoted "
+                "(\"...\"): fix that line")
+    return f"{path}: could not read the file ({type(error).__name__}: {error}); check that it is a valid {kind} file"
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed; a ValueError for a compression whose lines cannot be read here."""
+    suffix = path.suffix.lower()
+    if suffix in (".zip", ".zst"):
+        raise ValueError(f"no line numbers inside {suffix} files")
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix)
+    return opener(path, "rb") if opener else path.open("rb")
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    with _open_binary(path) as file:
+        yield from file
+
+
+def _first_line(path: Path, problem: Callable[[bytes], object]) -> int | None:
+    """The number (1 = the first line) of the first line of the file with a problem, if it can be found."""
+    try:
+        for number, line in enumerate(_lines(path), start=1):
+            if problem(line):
+                return number
+    except Exception:  # the file is damaged in another way: no line number
+        return None
+    return None
+
+
+def _line_text(path: Path, number: int) -> bytes:
+    for current, line in enumerate(_lines(path), start=1):
+        if current == number:
+            return line
+    return b""
+
+
+def _not_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _not_a_json_object(line: bytes) -> str:
+    """Why a JSONL line is not a JSON object ('' if it is one, or blank)."""
+    if not line.strip():
+        return ""
+    try:
+        value = json.loads(line)
+    except ValueError as error:
+        return getattr(error, "msg", str(error)) + (f" at column {error.colno}" if hasattr(error, "colno") else "")
+    return "" if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
+
+
+def _rows(mask: np.ndarray) -> str:
+    """The first few rows where `mask` holds, numbered from 1 (the first example of the file)."""
+    rows = (np.flatnonzero(mask)[:5] + 1).tolist()
+    return ", ".join(map(str, rows)) + (", ..." if int(mask.sum()) > len(rows) else "")
 
 
 def _bundled(name: str) -> tuple[pd.DataFrame, list[str]]:
@@ -81,9 +181,9 @@ def _check_ids(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
     raw = frame[column]
     empty = raw.isna() | (raw.astype(str).str.strip() == "")
     if empty.any():
-        rows = list(np.flatnonzero(empty.to_numpy())[:5])
-        raise DataError(f"{where}: id column {column!r} has {int(empty.sum())} empty value(s) (row(s) {rows}); "
-                        "every example needs a stable, non-empty id")
+        raise DataError(f"{where}: id column {column!r} has {int(empty.sum())} empty value(s) (example row(s) "
+                        f"{_rows(empty.to_numpy())}; 1 = the first example); every example needs a stable, non-empty "
+                        "id")
     ids = raw.astype(str).str.strip().to_numpy(dtype=object)
     duplicated = pd.Series(ids).duplicated(keep=False)
     if duplicated.any():
@@ -96,9 +196,9 @@ def _check_inputs(frame: pd.DataFrame, config: DatasetConfig, where: str) -> pd.
     if config.text_column is not None:
         text = frame[config.text_column]
         if text.isna().any():
-            rows = list(np.flatnonzero(text.isna().to_numpy())[:5])
             raise DataError(f"{where}: text column {config.text_column!r} has {int(text.isna().sum())} missing "
-                            f"value(s) (row(s) {rows}); fill or drop them")
+                            f"value(s) (example row(s) {_rows(text.isna().to_numpy())}; 1 = the first example); fill "
+                            "or drop them")
         return pd.DataFrame({config.text_column: text.astype(str).to_numpy()})
     columns = config.feature_columns or []
     inputs = frame[columns]

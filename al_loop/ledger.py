@@ -27,7 +27,14 @@ from filelock import FileLock, Timeout
 from al_loop.annotators.base import Annotation, PullResult
 from al_loop.clock import utc_now
 from al_loop.consensus import EXPERT, MAJORITY, SINGLE, majority
-from al_loop.errors import LedgerBusyError, LedgerMismatchError
+from al_loop.errors import (
+    AlLoopError,
+    BrokenStateError,
+    LedgerBusyError,
+    LedgerMismatchError,
+    StorageError,
+    storage_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +162,15 @@ class Ledger:
     @classmethod
     @contextmanager
     def open(cls, path: str | Path) -> Iterator[Ledger]:
-        """Open (creating if needed) and lock the ledger; a second process gets LedgerBusyError."""
+        """Open (creating if needed) and lock the ledger; a second process gets LedgerBusyError.
+
+        A ledger that is not a readable SQLite database (truncated, overwritten) is a BrokenStateError naming it, a
+        disk that refuses a write a StorageError, whenever the ledger is used inside the `with` block."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise _ledger_error(path, error) or error from None
         lock = FileLock(str(path) + ".lock")
         try:
             lock.acquire(timeout=0)
@@ -165,18 +178,32 @@ class Ledger:
             raise LedgerBusyError(
                 f"another al-loop process is using the ledger {path} (lock file {path}.lock). Wait for it to "
                 "finish or stop it; a lock left by a crashed process is released automatically") from None
+        except OSError as error:
+            raise _ledger_error(path, error) or error from None
+        existed = path.is_file() and path.stat().st_size > 0
         try:
             connection = sqlite3.connect(path, isolation_level=None, timeout=30)
-        except sqlite3.Error:
+        except sqlite3.Error as error:
             lock.release()
-            raise
+            raise _ledger_error(path, error) or error from None
         try:
-            connection.execute("PRAGMA foreign_keys = ON")
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = FULL")
-            connection.executescript(SCHEMA)
-            _add_columns(connection)
-            yield cls(connection, path)
+            try:
+                if existed:
+                    _check_readable(connection)
+                connection.execute("PRAGMA foreign_keys = ON")
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.execute("PRAGMA synchronous = FULL")
+                connection.executescript(SCHEMA)
+                _add_columns(connection)
+            except sqlite3.Error as error:
+                raise _ledger_error(path, error) or error from None
+            try:
+                yield cls(connection, path)
+            except (sqlite3.Error, OSError) as error:  # used while open: damaged pages, a full disk
+                translated = _ledger_error(path, error)
+                if translated is None:
+                    raise
+                raise translated from error
         finally:
             connection.close()
             lock.release()
@@ -215,15 +242,45 @@ class Ledger:
                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
     def bind(self, identity: dict[str, str]) -> None:
-        """Record what this ledger belongs to, or refuse if it belongs to something else."""
+        """Record what this ledger belongs to, or refuse if it belongs to something else, naming what differs.
+
+        A value may carry `settings` (what it hashes, stored beside it as `<key>.settings`, so that a refusal names
+        each setting that differs with its old and new value) and `legacy` (the hash an earlier version stored for
+        the same thing: accepted, and replaced by the new value)."""
         stored = {key: self.get_meta(key) for key in identity}
-        mismatched = [key for key, value in identity.items() if stored[key] not in (None, value)]
+        upgraded = {key: str(value) for key, value in identity.items()
+                    if stored[key] not in (None, value) and stored[key] == getattr(value, "legacy", None)}
+        mismatched = [key for key, value in identity.items()
+                      if stored[key] not in (None, value) and key not in upgraded]
         if mismatched:
+            details = "".join(f"{text} " for key in mismatched if (text := self._difference(key, identity[key],
+                                                                                            stored[key])))
             raise LedgerMismatchError(
                 f"the ledger {self.path} was started with a different {', '.join(mismatched)}; resuming would "
-                "mix two experiments. Restore the original config/data, or set a new output_dir")
+                f"mix two experiments. {details}Restore the original config/data, or set a new output_dir")
+        settings = {f"{key}.settings": json.dumps(value.settings, sort_keys=True) for key, value in identity.items()
+                    if isinstance(getattr(value, "settings", None), dict)}
         with self.transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", list(identity.items()))
+            db.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                           [(key, str(value)) for key, value in identity.items()])
+            db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+                           "excluded.value", [*upgraded.items(), *settings.items()])
+
+    def _difference(self, key: str, value: str, stored: str | None) -> str:
+        """What differs between the identity `key` stored in this ledger and `value`, in words."""
+        if key == "pool_fingerprint":
+            return "The pool's ids differ (rows added, removed or reordered since the run started)."
+        new = getattr(value, "settings", None)
+        old_text = self.get_meta(f"{key}.settings")
+        if not isinstance(new, dict) or old_text is None:
+            return (f"This ledger ({key} {stored}) was started by an earlier al-loop, which did not record its "
+                    f"settings ({key} is now {value}), so the one that differs cannot be named: compare with the "
+                    "config it was started with. If only the config or data files moved, move them back and run "
+                    "once: the ledger then records an identity that survives moves.") if new is not None else ""
+        old = json.loads(old_text)
+        changes = [f"{name}: {_shown(old.get(name))} then, {_shown(new.get(name))} now"
+                   for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+        return f"Changed: {'; '.join(changes)}." if changes else ""
 
     # -- picking and pushing ----------------------------------------------------------------------
 
@@ -632,3 +689,39 @@ def _already_recorded(db: sqlite3.Connection, a: Annotation, lane: str) -> bool:
                      "updated_at IS ? AND value = ? AND lane = ? AND superseded_by IS NULL",
                      (a.example_id, a.annotator, a.external_id, a.updated_at, a.label, lane)).fetchone()
     return row is not None
+
+
+def _shown(value: str | None) -> str:
+    """A stored setting for a message: its value, a file's content hash, or its default when it was left out."""
+    if value is None:
+        return "(the default)"
+    return f"file content {value}" if value.startswith("sha256:") else value
+
+
+def _check_readable(connection: sqlite3.Connection) -> None:
+    """Raise sqlite3.DatabaseError if an existing ledger is not a whole SQLite database (truncated, overwritten)."""
+    result = connection.execute("PRAGMA quick_check(1)").fetchone()
+    if result is None or result[0] != "ok":
+        raise sqlite3.DatabaseError(f"database disk image is malformed: {result[0] if result else 'no answer'}")
+
+
+def _ledger_error(path: Path, error: sqlite3.Error | OSError) -> AlLoopError | None:
+    """The AlLoopError for an error of the ledger file: damaged, disk full or not writable; None for any other error
+    (e.g. a lock timeout or a programming error, re-raised as it is)."""
+    if isinstance(error, OSError):
+        return storage_error(error)
+    code = getattr(error, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        return StorageError(f"the disk holding the ledger {path} is full ({error}). Free some space and re-run the "
+                            "same command: each ledger write is all-or-nothing, so nothing recorded is lost")
+    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        return StorageError(f"cannot write the ledger {path} ({error}). Make it and its folder writable, or set a "
+                            "new output_dir")
+    damaged = code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or (
+        code is None and isinstance(error, sqlite3.DatabaseError) and "malformed" in str(error))
+    if damaged:
+        return BrokenStateError(
+            f"the ledger {path} is damaged ({error}): it is not a whole SQLite database (truncated or overwritten). "
+            "It holds this run's labels: restore it from a backup if you have one. Otherwise move it aside "
+            f"(mv {path} {path}.broken) and re-run to start this run again, or set a new output_dir")
+    return None

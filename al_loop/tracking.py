@@ -10,12 +10,18 @@ in the model's MLmodel file), so a model planted in the store cannot run code.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib
+import os
 import pickle
+import socket
+import sqlite3
 import tempfile
+from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import mlflow
 import yaml
@@ -23,8 +29,9 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from al_loop.errors import AlLoopError
+from al_loop.errors import AlLoopError, BrokenStateError, ServiceError, storage_error
 from al_loop.ledger import Ledger
+from al_loop.redact import redact
 
 PARENT_TAG = "mlflow.parentRunId"
 MODEL_KEY_TAG = "al_loop.model_key"  # on a logged model: which finished state of which run it is
@@ -42,8 +49,15 @@ class Tracker:
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
-        self.experiment_id = self._experiment_id(experiment)
+        check_store(tracking_uri)
+        _follow_a_moved_store(tracking_uri)
+        try:
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+            self.experiment_id = self._experiment_id(experiment)
+        except AlLoopError:
+            raise
+        except Exception as error:  # MLflow and SQLAlchemy raise many types; all mean "this store is unusable"
+            raise _store_error(tracking_uri, error) from error
 
     def _experiment_id(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -214,6 +228,129 @@ def _load_sklearn_flavor(folder: Path, model_id: str) -> Any:
         with open(path, "rb") as handle:
             return pickle.load(handle)  # cloudpickle writes standard pickles
     raise ModelRefused(f"the MLflow model {model_id} uses a serialization al-loop does not load ({serialization})")
+
+
+_REACH_SECONDS = 5.0
+# MLflow retries a failing HTTP request 7 times with exponential backoff (minutes of silence); fewer, unless set
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def shown_uri(tracking_uri: str) -> str:
+    """A tracking URI for messages: a server's scheme, host and port, a store's path; never credentials."""
+    parts = urlsplit(tracking_uri)
+    if parts.scheme in ("http", "https"):
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    if parts.scheme == "sqlite":
+        return _sqlite_path(tracking_uri) or "sqlite"
+    return f"{parts.scheme}://{parts.hostname or ''}" if parts.scheme else tracking_uri
+
+
+def _sqlite_path(tracking_uri: str) -> str | None:
+    return tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
+
+
+def check_store(tracking_uri: str) -> None:
+    """Fail fast, before anything is written, if the MLflow store cannot be used: a tracking server that does not
+    accept connections (ServiceError), or a sqlite store that is not a whole database (BrokenStateError)."""
+    parts = urlsplit(tracking_uri)
+    if parts.scheme in ("http", "https"):
+        for name, value in _HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            with socket.create_connection((parts.hostname or "localhost", port), timeout=_REACH_SECONDS):
+                pass
+        except OSError as error:
+            reason = error.strerror or str(error) or type(error).__name__
+            raise ServiceError(f"the MLflow tracking server {shown_uri(tracking_uri)} (tracking.uri) is unreachable: "
+                               f"{reason}. Start it (e.g. mlflow server --host 127.0.0.1 --port {port}), or fix "
+                               "tracking.uri (remove it to log to a store under output_dir)") from None
+        return
+    path = _sqlite_path(tracking_uri)
+    if path is not None and Path(path).is_file() and (problem := sqlite_file_problem(Path(path))):
+        raise _broken_store(path, problem)
+
+
+def sqlite_file_problem(path: Path) -> str | None:
+    """What makes a non-empty file not a whole SQLite database, read from its 100-byte header (cheap, whatever the
+    size): another format, or fewer bytes than the pages the header counts (truncated); None if it looks whole."""
+    size = path.stat().st_size
+    if size == 0:
+        return None  # SQLite makes an empty file a new database
+    with path.open("rb") as file:
+        header = file.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return "not a SQLite database"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    if header[24:28] == header[92:96] and size < pages * page_size:  # the page count is valid: compare
+        return f"truncated: {size} bytes of {pages * page_size}"
+    return None
+
+
+def _broken_store(path: str, problem: str) -> BrokenStateError:
+    return BrokenStateError(
+        f"the MLflow store {path} is damaged ({problem}): it is not a whole SQLite database (truncated or "
+        f"overwritten). Restore it from a backup, or move it aside (mv {path} {path}.broken) and re-run: the "
+        "ledger keeps every label, and the run logs into a new MLflow store; or set tracking.uri")
+
+
+def _store_error(tracking_uri: str, error: Exception) -> AlLoopError:
+    """The AlLoopError for a failure to open the MLflow store or its experiment."""
+    if isinstance(error, OSError) and (translated := storage_error(error)):
+        return translated
+    text = redact(str(error).split("\n")[0])  # never credentials of a URI (al_loop.redact)
+    path = _sqlite_path(tracking_uri)
+    if path is not None:
+        if "disk is full" in text or "readonly" in text:
+            code = errno.ENOSPC if "full" in text else errno.EROFS
+            return storage_error(OSError(code, text, path)) or _broken_store(path, text)
+        return _broken_store(path, text)
+    return ServiceError(f"the MLflow tracking store {shown_uri(tracking_uri)} (tracking.uri) cannot be used: "
+                        f"{text[:300]}. Check that it is an MLflow tracking server or store, or fix tracking.uri")
+
+
+def _follow_a_moved_store(tracking_uri: str) -> None:
+    """A sqlite store moved with its output folder keeps, in its experiments and runs, the old absolute folder of
+    the artifacts that al-loop put beside it (`.../mlartifacts`); point them at the folder beside it now, so that a
+    resumed run logs there, not into the old place, and earlier artifacts (moved along) are found again."""
+    path, here = _sqlite_path(tracking_uri), _artifact_location(tracking_uri)
+    if path is None or here is None or not Path(path).is_file() or Path(path).stat().st_size == 0:
+        return
+    try:
+        with closing(sqlite3.connect(path, timeout=30)) as db, db:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "experiments" not in tables:
+                return
+            moved = [old for (old,) in db.execute("SELECT DISTINCT artifact_location FROM experiments")
+                     if old and old != here and old.startswith("file://") and old.endswith("/mlartifacts")]
+            for old in moved:
+                db.execute("UPDATE experiments SET artifact_location = ? WHERE artifact_location = ?", (here, old))
+                for table, column in (("runs", "artifact_uri"), ("logged_models", "artifact_location")):
+                    if table in tables:
+                        db.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                                   f"WHERE substr({column}, 1, ?) = ?", (here, len(old) + 1, len(old) + 1, old + "/"))
+    except sqlite3.Error:
+        return  # MLflow reports on the store itself
+
+
+_LOST_SERVER = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection", "timed out")
+
+
+def mlflow_error(error: Exception) -> AlLoopError | None:
+    """The AlLoopError for an MLflow failure while a command runs (after the store was checked): the tracking server
+    stopped answering (ServiceError), or the disk under the store is full (StorageError); None for anything else."""
+    if not isinstance(error, MlflowException):
+        return None
+    text = redact(str(error).split("\n")[0])[:400]  # never credentials of a URI (al_loop.redact)
+    if "disk is full" in text or "No space left" in text:
+        return storage_error(OSError(errno.ENOSPC, text))
+    if any(sign in text for sign in _LOST_SERVER):
+        return ServiceError(f"the MLflow tracking server stopped answering ({text}). Check that it runs and is "
+                            "reachable, then re-run the same command: the ledger keeps every label, and the run "
+                            "goes on logging into the same MLflow run")
+    return None
 
 
 def _artifact_location(tracking_uri: str) -> str | None:

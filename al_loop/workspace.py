@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from sklearn.compose import ColumnTransformer
 
 from al_loop.config import Config
 from al_loop.data import Splits, featurize, load_splits
-from al_loop.errors import DataError
+from al_loop.errors import ConfigError, DataError, StorageError, storage_error
 from al_loop.features import cached, store_key
 
 
@@ -50,6 +52,25 @@ class Workspace:
                             "pool edited? Restore it or start a new output_dir") from None
 
 
+def check_output_dir(config: Config) -> None:
+    """Create the output folder if needed and check a file can be written in it, before anything else: a path
+    that is a file is a ConfigError, a folder that cannot be written a StorageError."""
+    folder = config.output_dir
+    blocking = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        where = f"output_dir {folder}" + ("" if blocking == folder else f": {blocking}")
+        raise ConfigError(f"{where} is a file, not a folder. Set output_dir to a folder "
+                          "(it holds the ledger, the features and the default MLflow store), or move that file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise storage_error(error) or StorageError(
+            f"cannot write in output_dir {folder}: {error}. Make it writable, or set output_dir to a folder you "
+            "can write") from None
+
+
 def prepare(config: Config) -> Workspace:
     """Load and validate the data of a config; featurize it, or read the features stored by an earlier run."""
     splits = load_splits(config.dataset, config.seed)
@@ -68,5 +89,12 @@ def prepare(config: Config) -> Workspace:
     key = store_key({"dataset": dataset, "features": config.features.model_dump(mode="json"),
                      "split_seed": config.seed if config.dataset.test_path is None else None},
                     [config.dataset.path, config.dataset.test_path])
-    (featurizer, x_pool, x_test), path = cached(config.output_dir / "features" / key, compute)
+    store = config.output_dir / "features"
+    staged = set(store.glob(".features-*"))
+    try:
+        (featurizer, x_pool, x_test), path = cached(store / key, compute)
+    except OSError as error:  # e.g. a full disk: remove what this call staged, so nothing half-written stays
+        for folder in set(store.glob(".features-*")) - staged:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise storage_error(error) or error from None
     return Workspace(splits=splits, featurizer=featurizer, x_pool=x_pool, x_test=x_test, features_path=path)
