@@ -27,7 +27,7 @@ from al_loop import __version__, selection
 from al_loop.agreement import agreement_report, as_metrics
 from al_loop.annotators.base import Annotator, TaskRequest
 from al_loop.annotators.factory import build_annotator, build_specialists
-from al_loop.config import Config, LabelStudioAnnotatorConfig
+from al_loop.config import Config, LabelStudioAnnotatorConfig, check_estimator
 from al_loop.consensus import DAWID_SKENE, dawid_skene
 from al_loop.decisions import break_even_metrics, routing_metrics, stop_rule_fired, stop_set, stop_set_kappa
 from al_loop.distributed import connect as dask_connect
@@ -84,6 +84,7 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
     """
     workspace = workspace or prepare(config)
     check_plan(config, len(workspace.splits.pool))
+    check_estimator(config.model)  # before the ledger and the MLflow run exist, for configs built in Python too
     run_dir = config.output_dir / config.run_name
     with Ledger.open(run_dir / "ledger.sqlite") as ledger:
         ledger.bind({"config_identity": config.identity(), "pool_fingerprint": workspace.fingerprint()})

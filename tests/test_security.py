@@ -165,6 +165,13 @@ def test_bad_params_are_refused_at_load_naming_the_param_and_the_fixed_config_ju
     assert run_loop(fixed).finished
 
 
+def test_a_config_changed_in_python_is_checked_before_the_ledger_and_the_run_exist(write_config) -> None:
+    config = load_config(write_config(loop={"budget": 30}))
+    bad = config.model_copy(update={"model": config.model.model_copy(update={"params": {"C": -1.0}})})
+    with pytest.raises(ConfigError, match=r"model\.params\.C"):
+        run_loop(bad)
+    assert not (config.output_dir / config.run_name / "ledger.sqlite").exists(), "nothing is created for a bad model"
+
 
 # --- item 9: the local server's data folder is private -----------------------------------------------------------
 
