@@ -571,6 +571,10 @@ def _settle(db: sqlite3.Connection, example_ids: Iterable[str], settlement: Sett
             continue
         if adjudication == "pending":
             continue  # waiting for the specialist
+        if adjudication == "expert":  # the specialist's answer was deleted: wait for a specialist again
+            db.execute("UPDATE examples SET status = 'queued', label = NULL, label_method = NULL, adjudication = "
+                       "'pending', updated_at = ? WHERE id = ?", (now, example_id))
+            continue
         if len(answers) + skips < required:
             if status == "labeled":  # answers were deleted: wait again, on the same task
                 _wait_again(db, example_id)

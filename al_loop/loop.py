@@ -418,9 +418,9 @@ class _Loop:
         before = self.ledger.get_meta("finished_labels")
         if before is None:
             return []
-        then: dict[str, str] = json.loads(before)
-        now = self.all_labels()
-        changed = [(e, then.get(e), now.get(e)) for e in sorted(set(then) | set(now)) if then.get(e) != now.get(e)]
+        then: dict[str, str | None] = json.loads(before)
+        now = self.all_labels()  # examples picked after that finish (a raised budget) are not changes
+        changed = [(e, label, now.get(e)) for e, label in sorted(then.items()) if now.get(e) != label]
         rounds = [r for r in self.ledger.rounds() if r.n_labels]
         if not changed or not rounds:
             return changed
@@ -438,10 +438,13 @@ class _Loop:
         return changed
 
     def remember_final_labels(self) -> None:
-        """The labels the final model was trained and measured on (what a later change is compared with)."""
-        self.ledger.set_meta("finished_labels", json.dumps(self.all_labels(), sort_keys=True))
+        """The labels the final model was trained and measured on, and the examples still waiting (None):
+        what a later change is compared with."""
+        waiting = {str(e["id"]): None for e in self.ledger.examples(("queued",))}
+        self.ledger.set_meta("finished_labels", json.dumps({**waiting, **self.all_labels()}, sort_keys=True))
 
     def all_labels(self) -> dict[str, str]:
+        """Training and evaluation labels: example id -> label."""
         return {**self.ledger.labels("eval"), **self.ledger.labels()}
 
     def evaluate(self, round_index: int, started: float) -> None:
