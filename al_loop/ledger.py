@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS routed (
     routed_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS examples_round ON examples (round);
+CREATE INDEX IF NOT EXISTS examples_task ON examples (task_id);
 CREATE TABLE IF NOT EXISTS rounds (
     round INTEGER PRIMARY KEY,
     strategy TEXT NOT NULL,

@@ -175,21 +175,32 @@ def test_a_label_corrected_after_the_run_finished_is_pulled_and_the_run_finishes
     (annotation,) = conn.client.tasks.get(id=int(example["task_id"])).annotations
     conn.client.annotations.update(id=int(annotation["id"]), result=[
         {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": [wrong]}}])
+    other = labeled[1]  # and a reviewer deletes another answer
+    (deleted,) = conn.client.tasks.get(id=int(other["task_id"])).annotations
+    conn.client.annotations.delete(id=int(deleted["id"]))
 
     synced = CliRunner().invoke(app, ["sync", str(path)])
     assert synced.exit_code == 0, synced.output
-    assert "1 label changed since the run finished" in synced.output
+    assert "2 labels changed since the run finished" in synced.output
     assert f"{example['id']}: {example['label']} → {wrong}" in synced.output
+    assert f"{other['id']}: {other['label']} → waiting again" in synced.output
     assert "done: budget of 30 labels reached" in synced.output
     with _ledger(config) as ledger:
-        assert ledger.labels()[str(example["id"])] == wrong
+        assert ledger.labels()[str(example["id"])] == wrong and str(other["id"]) not in ledger.labels()
     client = MlflowClient(mlflow_uri)
     history = client.get_metric_history(done.run_id, "accuracy")
-    assert [m.step for m in history].count(30) == 2, "the final metrics are logged again, at the same step"
-    assert client.get_run(done.run_id).data.metrics["relabeled_after_finish"] == 1
+    assert [m.step for m in history] == [20, 30, 29], "the final metrics again, on the labels there are now"
+    assert client.get_run(done.run_id).data.metrics["relabeled_after_finish"] == 2
 
-    again = CliRunner().invoke(app, ["sync", str(path)])
-    assert again.exit_code == 0 and "changed since the run finished" not in again.output, "said once"
+    # the bot takes the task served again (at the next pull): that label counts too, and then nothing changes
+    answered = CliRunner().invoke(app, ["sync", str(path)])
+    assert answered.exit_code == 0, answered.output
+    assert f"1 label changed since the run finished: {other['id']}: none → {other['label']}" in answered.output
+    assert [m.step for m in client.get_metric_history(done.run_id, "accuracy")] == [20, 30, 29, 30]
+    final = CliRunner().invoke(app, ["sync", str(path)])
+    assert final.exit_code == 0 and "changed since the run finished" not in final.output, "said once"
+    with _ledger(config) as ledger:
+        assert ledger.labels()[str(other["id"])] == other["label"] and len(ledger.labels()) == 30
 
 
 # -- 4. a submission without a choice -------------------------------------------------------------------
