@@ -378,7 +378,7 @@ class _Loop:
         corrected or deleted, a task deleted), then the specialist lane."""
         pending = {**self.ledger.routed_pending(), **self.ledger.pending()}
         since = self.ledger.get_meta("pull_cursor")
-        if "closed" in inspect.signature(self.annotator.pull).parameters:  # annotators written before it: not
+        if "closed" in inspect.signature(self.annotator.pull).parameters:  # older annotators: without it
             result: PullResult = self.annotator.pull(pending, since, closed=self.ledger.closed_tasks())
         else:
             result = self.annotator.pull(pending, since)
