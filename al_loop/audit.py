@@ -2,7 +2,8 @@
 
 One row per label: the example, the label and how it was decided (single answer, majority, Dawid-Skene,
 specialist, or a reviewer of routed traffic), the agreement among the answers, every answer (who, what,
-when, seconds spent, routine or specialist, superseded or in force), the round, and the model version and
+when, seconds spent, routine or specialist, superseded, deleted in the annotation tool, or in force; an
+empty label is a submission without a choice), the round, and the model version and
 its prediction when the example was pushed. The ledger holds no secrets, and nothing else is read.
 """
 
@@ -53,7 +54,8 @@ def audit_table(config: Config) -> pd.DataFrame:
         by_example.setdefault(str(a["example_id"]), []).append({
             "annotator": a["annotator"], "label": a["value"], "lane": a.get("lane", "routine"),
             "created_at": a["created_at"], "updated_at": a["updated_at"], "seconds": a["lead_time"],
-            "superseded": a["superseded_by"] is not None, "external_id": a["external_id"]})
+            "superseded": a["superseded_by"] is not None, "deleted": a.get("deleted_at") is not None,
+            "deleted_at": a.get("deleted_at"), "external_id": a["external_id"]})
     rows = [_example_row(config.run_name, e, by_example.get(str(e["id"]), [])) for e in examples]
     rows += [_review_row(config.run_name, r) for r in reviewed]
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -73,8 +75,9 @@ def export_audit(config: Config, out: Path) -> AuditResult:
 
 
 def _example_row(run: str, example: dict[str, Any], answers: list[dict[str, Any]]) -> dict[str, Any]:
-    experts = [a for a in answers if a["lane"] == "expert" and not a["superseded"]]
-    routine = {a["annotator"] for a in answers if a["lane"] == "routine" and not a["superseded"]}
+    current = [a for a in answers if not a["superseded"] and not a["deleted"] and a["label"] != ""]
+    experts = [a for a in current if a["lane"] == "expert"]
+    routine = {a["annotator"] for a in current if a["lane"] == "routine"}
     adjudication = example.get("adjudication")
     return {
         "run": run, "example_id": str(example["id"]), "purpose": example["purpose"], "label": example["label"],
@@ -100,7 +103,7 @@ def _review_row(run: str, routed: dict[str, Any]) -> dict[str, Any]:
     """A reviewer's label of routed traffic (it trains the model too)."""
     answer = {"annotator": routed["annotator"], "label": routed["label"], "lane": "review",
               "created_at": routed["labeled_at"], "updated_at": None, "seconds": routed["lead_time"],
-              "superseded": False, "external_id": None}
+              "superseded": False, "deleted": False, "deleted_at": None, "external_id": None}
     return {
         "run": run, "example_id": str(routed["id"]), "purpose": "routed", "label": routed["label"],
         "consensus_method": "review", "agreement": None, "n_answers": 1, "adjudicated": False,

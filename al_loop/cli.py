@@ -68,6 +68,11 @@ def _fail(error: AlLoopError) -> typer.Exit:
     return typer.Exit(code=error.exit_code)
 
 
+def _styled(head: str, style: str, rest: str) -> Text:
+    """A styled head and plain text: ids, paths and data in `rest` may hold brackets that rich would read as markup."""
+    return Text.assemble((head, style), rest)
+
+
 def _round_line(record: RoundRecord, prefix: str = "") -> str:
     m = record.metrics
     parts = [f"{prefix}round {record.round:>3}", f"labels {record.n_labels:>5}"]
@@ -98,31 +103,58 @@ def run(config: ConfigArg, strategy: StrategyOpt = None, seed: SeedOpt = None,
 
 
 @app.command()
-def sync(config: ConfigArg, strategy: StrategyOpt = None, seed: SeedOpt = None) -> None:
+def sync(config: ConfigArg, strategy: StrategyOpt = None, seed: SeedOpt = None,
+         requeue_empty: Annotated[bool, typer.Option(
+             "--requeue-empty", help="Serve tasks submitted without a choice to other annotators (raises their "
+                                     "overlap in Label Studio).")] = False) -> None:
     """Pull answers, retrain and log the round if enough is answered, push the next batch; never waits."""
-    _loop(config, strategy, seed, wait=False, command="sync")
+    _loop(config, strategy, seed, wait=False, command="sync", requeue_empty=requeue_empty)
 
 
-def _loop(config: Path, strategy: str | None, seed: int | None, wait: bool, command: str) -> None:
+def _loop(config: Path, strategy: str | None, seed: int | None, wait: bool, command: str,
+          requeue_empty: bool = False) -> None:
     try:
         cfg = api.load_config(config).with_overrides(strategy=strategy, seed=seed)
-        console.print(f"[bold]al-loop {command}[/] {cfg.run_name} · output {cfg.output_dir / cfg.run_name}")
-        result = api.run_loop(cfg, wait=wait, on_round=lambda r: console.print(_round_line(r), highlight=False))
+        header = f" {cfg.run_name} · output {cfg.output_dir / cfg.run_name}"
+        console.print(_styled(f"al-loop {command}", "bold", header), soft_wrap=True, highlight=False)
+        result = api.run_loop(cfg, wait=wait, on_round=lambda r: console.print(_round_line(r), highlight=False),
+                              requeue_empty=requeue_empty)
     except AlLoopError as error:
         raise _fail(error) from None
+    _print_people(result, config, requeue_empty)
     if result.finished:
-        console.print(f"[green]done[/]: {result.stopped_because}. MLflow run {result.run_id}")
+        console.print(_styled("done", "green", f": {result.stopped_because}. MLflow run {result.run_id}"),
+                      soft_wrap=True, highlight=False)
     else:
-        console.print(f"[yellow]paused[/]: {result.stopped_because}. Run `al-loop sync {config}` when annotators "
-                      "have worked.", highlight=False)
+        console.print(_styled("paused", "yellow", f": {result.stopped_because}. Run `al-loop sync {config}` when "
+                                                  "annotators have worked."), soft_wrap=True, highlight=False)
     if result.labelstudio:
         url, project = result.labelstudio.get("labelstudio_url"), result.labelstudio.get("labelstudio_project")
-        console.print(f"Label Studio: {redact(f'{url}/projects/{project}/data')} (sort by al_rank: 1 = most "
-                      "ambiguous)",
+        console.print(f"Label Studio: {redact(f'{url}/projects/{project}/data')} (sort by al_order: al-loop's "
+                      "order across rounds; al_rank: 1 = most ambiguous of its round)",
                       soft_wrap=True, highlight=False)
         _print_login(cfg)
     console.print(f"MLflow UI: mlflow ui --backend-store-uri {redact(cfg.tracking_uri)} --host 127.0.0.1",
                   soft_wrap=True, highlight=False)
+
+
+def _print_people(result: api.LoopResult, config: Path, requeued: bool) -> None:
+    """What people changed that the user should know: labels changed after the run finished, and
+    submissions without a choice that hold examples up."""
+    if result.relabeled:
+        shown = ", ".join(f"{e}: {old or 'none'} → {new or 'waiting again'}" for e, old, new in result.relabeled[:10])
+        more = f" and {len(result.relabeled) - 10} more" if len(result.relabeled) > 10 else ""
+        count = len(result.relabeled)
+        console.print(_styled(f"{count} label{'s' if count > 1 else ''} changed since the run finished", "yellow",
+                              f": {shown}{more}; retrained, final metrics and model logged again"), soft_wrap=True,
+                      highlight=False)
+    for row in result.empty_submissions:
+        fix = "requeued for other annotators" if requeued else (
+            f"choose a label in it, delete it, or run `al-loop sync {config} --requeue-empty`")
+        console.print(_styled("submitted without a choice", "yellow",
+                              f": task {row['task_id']} (example {row['example_id']}, round {row['round']}) by "
+                              f"{row['annotator']}; Label Studio counts it as done: {fix}"),
+                      soft_wrap=True, highlight=False)
 
 
 def _print_login(cfg: api.Config) -> None:

@@ -10,6 +10,10 @@ nothing here. Statuses: unlabeled (returned to the pool), queued (picked, maybe 
 An example asks for `required` answers (its overlap). It stays queued until that many annotators answered
 or skipped it; then its training label is the consensus of the answers, or, when they disagree beyond the
 adjudication rule, it waits (adjudication "pending") for a specialist, whose answer wins.
+
+Answers deleted in the annotation tool are retired (kept, with `deleted_at`), never erased; a labeled example
+left with fewer answers than it asks for goes back to waiting on its task. A submission without a choice is
+kept as an answer with an empty value: it counts for nothing, but is reported until someone answers.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +93,7 @@ CREATE TABLE IF NOT EXISTS routed (
     routed_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS examples_round ON examples (round);
+CREATE INDEX IF NOT EXISTS examples_task ON examples (task_id);
 CREATE TABLE IF NOT EXISTS rounds (
     round INTEGER PRIMARY KEY,
     strategy TEXT NOT NULL,
@@ -112,8 +117,10 @@ ADDED_COLUMNS = [
     ("examples", "escalated_at", "TEXT"),
     ("examples", "expert_task_id", "TEXT"),
     ("annotations", "lane", "TEXT NOT NULL DEFAULT 'routine'"),  # routine annotators, or expert
+    ("annotations", "deleted_at", "TEXT"),  # retired: deleted in the annotation tool (kept for the trail)
 ]
 ROUTINE, EXPERT_LANE = "routine", "expert"
+EMPTY = ""  # the value of a submission without a choice
 
 
 @dataclass(frozen=True)
@@ -336,6 +343,23 @@ class Ledger:
         return dict(self._db.execute("SELECT id, task_id FROM examples WHERE status = 'queued' AND "
                                      "adjudication IS NULL").fetchall())
 
+    def closed_tasks(self) -> dict[str, str]:
+        """Labeled or skipped examples and the task that answered them: example id -> task id (a pull checks
+        that these tasks still exist)."""
+        return dict(self._db.execute("SELECT id, task_id FROM examples WHERE status IN ('labeled', 'skipped') "
+                                     "AND task_id IS NOT NULL").fetchall())
+
+    def empty_submissions(self) -> list[dict[str, object]]:
+        """Submissions without a choice on examples still waiting, whose annotator has not answered since:
+        example_id, task_id, annotator, round, required (answers asked for), oldest first."""
+        return _rows(self._db.execute(
+            "SELECT a.example_id, e.task_id, a.annotator, e.round, e.required FROM annotations a JOIN examples e "
+            "ON e.id = a.example_id AND e.round = a.round WHERE e.status = 'queued' AND e.adjudication IS NULL "
+            "AND a.lane = 'routine' AND a.value = '' AND a.superseded_by IS NULL AND a.deleted_at IS NULL AND NOT "
+            "EXISTS (SELECT 1 FROM annotations b WHERE b.example_id = a.example_id AND b.round = a.round AND "
+            "b.annotator = a.annotator AND b.lane = 'routine' AND b.value <> '' AND b.superseded_by IS NULL AND "
+            "b.deleted_at IS NULL) ORDER BY a.created_at, a.seq"))
+
     # -- the specialist lane ----------------------------------------------------------------------
 
     def escalations_unpushed(self) -> list[tuple[str, int, int]]:
@@ -382,8 +406,9 @@ class Ledger:
         """Store everything one pull found, and the annotator's cursor, in one transaction.
 
         Annotations for examples this ledger never picked (or returned to the pool) are ignored. Examples
-        whose task disappeared go back to the pool (or, in the expert lane, get a new specialist task).
-        Returns the number of new annotations.
+        whose task disappeared go back to the pool, their answers retired (or, in the expert lane, get a new
+        specialist task). Answers missing from a task the pull saw were deleted there: they are retired and
+        their example settled again. Returns the number of new annotations.
         """
         with self.transaction() as db:
             added, touched = _insert_annotations(db, result.annotations, strict=False, lane=lane)
@@ -393,8 +418,10 @@ class Ledger:
                                "'pending'", [(e,) for e in result.removed])
             else:
                 _mark_skipped(db, result.skipped)
+                _retire(db, result.removed)
                 _return_to_pool(db, result.removed)
                 _count_skips(db, result.cancelled)
+            touched |= _retire_missing(db, result.held, lane)
             _settle(db, touched | set(result.cancelled) | set(result.skipped), settlement or Settlement())
             if result.cursor is not None:
                 db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
@@ -495,7 +522,8 @@ class Ledger:
         return self._db.execute(
             "SELECT COUNT(*) FROM examples e WHERE e.round = ? AND e.status = 'queued' AND e.adjudication IS NULL "
             "AND (SELECT COUNT(DISTINCT a.annotator) FROM annotations a WHERE a.example_id = e.id AND a.round = "
-            "e.round AND a.lane = 'routine' AND a.superseded_by IS NULL) BETWEEN 1 AND e.required - e.skips - 1",
+            "e.round AND a.lane = 'routine' AND a.superseded_by IS NULL AND a.deleted_at IS NULL AND a.value <> '') "
+            "BETWEEN 1 AND e.required - e.skips - 1",
             (round_index,)).fetchone()[0]
 
     def adjudication_counts(self) -> dict[str, int]:
@@ -601,7 +629,13 @@ def _settle(db: sqlite3.Connection, example_ids: Iterable[str], settlement: Sett
             continue
         if adjudication == "pending":
             continue  # waiting for the specialist
-        if status == "queued" and len(answers) + skips < required:
+        if adjudication == "expert":  # the specialist's answer was deleted: wait for a specialist again
+            db.execute("UPDATE examples SET status = 'queued', label = NULL, label_method = NULL, adjudication = "
+                       "'pending', updated_at = ? WHERE id = ?", (now, example_id))
+            continue
+        if len(answers) + skips < required:
+            if status == "labeled":  # answers were deleted: wait again, on the same task
+                _wait_again(db, example_id)
             continue  # waiting for more annotators
         if vote is None:
             if status == "queued":
@@ -620,7 +654,8 @@ def _settle(db: sqlite3.Connection, example_ids: Iterable[str], settlement: Sett
 
 def _in_force(db: sqlite3.Connection, lane: str, example_id: str | None = None
               ) -> list[tuple[str, str, str, int, str]]:
-    """Answers in force (not superseded) of one lane, to examples in use, for one example or all:
+    """Answers in force (not superseded, not deleted, not empty) of one lane, to examples in use, for one
+    example or all:
     (example id, annotator, label, round, purpose), one per annotator and example (their latest), in the
     order of those answers. Only answers to an example's current pick count (an example picked again after
     its task was deleted starts afresh; the earlier answers stay in the trail). A tie in the majority goes to
@@ -629,7 +664,7 @@ def _in_force(db: sqlite3.Connection, lane: str, example_id: str | None = None
     rows = db.execute(
         "SELECT a.example_id, a.annotator, a.value, e.round, e.purpose FROM annotations a JOIN examples e ON "
         "e.id = a.example_id AND e.round = a.round WHERE a.lane = ? AND a.superseded_by IS NULL AND "
-        f"e.status <> 'unlabeled'{one} ORDER BY a.created_at, a.seq",
+        f"a.deleted_at IS NULL AND a.value <> '' AND e.status <> 'unlabeled'{one} ORDER BY a.created_at, a.seq",
         (lane,) if example_id is None else (lane, example_id)).fetchall()
     latest: dict[tuple[str, str], tuple[str, str, str, int, str]] = {}
     for row in rows:
@@ -656,7 +691,7 @@ def _record_review(db: sqlite3.Connection, a: Annotation) -> bool | None:
     row = db.execute("SELECT label FROM routed WHERE id = ?", (a.example_id,)).fetchone()
     if row is None:
         return None
-    if row[0] == a.label:
+    if row[0] == a.label or a.label == EMPTY:  # a review without a choice decides nothing
         return False
     db.execute("UPDATE routed SET label = ?, annotator = ?, lead_time = ?, labeled_at = ? WHERE id = ?",
                (a.label, a.annotator, a.lead_time, a.updated_at or a.created_at, a.example_id))
@@ -669,8 +704,45 @@ def _mark_skipped(db: sqlite3.Connection, example_ids: Iterable[str]) -> None:
 
 
 def _return_to_pool(db: sqlite3.Connection, example_ids: Iterable[str]) -> None:
-    db.executemany("UPDATE examples SET status = 'unlabeled', task_id = NULL, updated_at = ? "
-                   "WHERE id = ? AND status IN ('queued', 'skipped')", [(utc_now(), e) for e in example_ids])
+    db.executemany("UPDATE examples SET status = 'unlabeled', task_id = NULL, label = NULL, label_method = NULL, "
+                   "agreement = NULL, updated_at = ? WHERE id = ? AND status IN ('queued', 'skipped', 'labeled')",
+                   [(utc_now(), e) for e in example_ids])
+
+
+def _wait_again(db: sqlite3.Connection, example_id: str) -> None:
+    """A labeled example that lost answers waits again for its task (and, if it was split, for the split to be
+    judged again)."""
+    db.execute("UPDATE examples SET status = 'queued', label = NULL, label_method = NULL, agreement = NULL, "
+               "adjudication = NULL, escalated_at = NULL, expert_task_id = NULL, updated_at = ? WHERE id = ? AND "
+               "status = 'labeled'", (utc_now(), example_id))
+
+
+def _retire(db: sqlite3.Connection, example_ids: Iterable[str]) -> None:
+    """Mark every answer in force to the current pick of these examples deleted (their task is gone)."""
+    db.executemany("UPDATE annotations SET deleted_at = ? WHERE example_id = ? AND deleted_at IS NULL AND "
+                   "superseded_by IS NULL AND round = (SELECT round FROM examples WHERE id = ? AND "
+                   "status <> 'unlabeled')", [(utc_now(), e, e) for e in example_ids])
+
+
+def _retire_missing(db: sqlite3.Connection, held: Mapping[str, frozenset[str]], lane: str) -> set[str]:
+    """Retire answers pulled from a task that the task no longer holds (deleted in the annotation tool).
+
+    `held` maps task id -> external ids of the answers the task holds now; only an example's current task
+    (routine or specialist) counts. Returns the examples that lost an answer."""
+    column = "task_id" if lane == ROUTINE else "expert_task_id"
+    now = utc_now()
+    touched: set[str] = set()
+    for task_id, present in held.items():
+        rows = db.execute(
+            "SELECT a.seq, a.external_id, e.id FROM annotations a JOIN examples e ON e.id = a.example_id AND "
+            f"e.round = a.round WHERE e.{column} = ? AND e.status <> 'unlabeled' AND a.lane = ? AND "
+            "a.superseded_by IS NULL AND a.deleted_at IS NULL AND a.external_id IS NOT NULL",
+            (str(task_id), lane)).fetchall()
+        gone = [(seq, example) for seq, external, example in rows if external not in present]
+        if gone:
+            db.executemany("UPDATE annotations SET deleted_at = ? WHERE seq = ?", [(now, seq) for seq, _ in gone])
+            touched.update(example for _, example in gone)
+    return touched
 
 
 def _fetch_taken(db: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
@@ -686,7 +758,7 @@ def _fetch_taken(db: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
 def _already_recorded(db: sqlite3.Connection, a: Annotation, lane: str) -> bool:
     """Whether this answer is the one in force already (an answer changed back to an older value is new)."""
     row = db.execute("SELECT 1 FROM annotations WHERE example_id = ? AND annotator = ? AND external_id IS ? AND "
-                     "updated_at IS ? AND value = ? AND lane = ? AND superseded_by IS NULL",
+                     "updated_at IS ? AND value = ? AND lane = ? AND superseded_by IS NULL AND deleted_at IS NULL",
                      (a.example_id, a.annotator, a.external_id, a.updated_at, a.label, lane)).fetchone()
     return row is not None
 

@@ -6,10 +6,15 @@ is not lost, a step already logged is not logged twice.
 
 With `wait=False` the loop does what it can without waiting for people and returns: it finishes the
 current round if enough of it is answered, then picks and pushes the next batch (`al-loop sync`).
+
+A finished run still pulls: answers corrected (or deleted) after the last round change the labels; the
+run then re-evaluates its last round, re-logs it and finishes again (a new final model), and says which
+labels changed.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -20,12 +25,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.entities import Metric
 from scipy import sparse
 from sklearn.pipeline import Pipeline
 
 from al_loop import __version__, selection
 from al_loop.agreement import agreement_report, as_metrics
-from al_loop.annotators.base import Annotator, TaskRequest
+from al_loop.annotators.base import Annotator, PullResult, TaskRequest
 from al_loop.annotators.factory import build_annotator, build_specialists
 from al_loop.config import Config, LabelStudioAnnotatorConfig, check_estimator
 from al_loop.consensus import DAWID_SKENE, dawid_skene
@@ -63,6 +69,10 @@ class LoopResult:
     stopped_because: str
     finished: bool
     labelstudio: dict[str, str]
+    # labels changed since the run had finished: (example id, label then, label now; None = waiting again)
+    relabeled: tuple[tuple[str, str | None, str | None], ...] = ()
+    # submissions without a choice on examples still waiting: example_id, task_id, annotator, round, required
+    empty_submissions: tuple[dict[str, object], ...] = ()
 
     @property
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
@@ -77,10 +87,12 @@ OnRound = Callable[[RoundRecord], None]
 
 def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: Annotator | None = None,
              parent_run_id: str | None = None, on_round: OnRound | None = None, wait: bool = True,
-             extra_tags: dict[str, str] | None = None, specialists: Annotator | None = None) -> LoopResult:
+             extra_tags: dict[str, str] | None = None, specialists: Annotator | None = None,
+             requeue_empty: bool = False) -> LoopResult:
     """Run (or resume) the loop of a config until its budget, max rounds, or the pool runs out.
 
-    With `wait=False`, return as soon as the loop would have to wait for annotators.
+    With `wait=False`, return as soon as the loop would have to wait for annotators. With `requeue_empty`,
+    tasks submitted without a choice are served again to other annotators (where the annotator can).
     """
     workspace = workspace or prepare(config)
     check_plan(config, len(workspace.splits.pool))
@@ -96,13 +108,16 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
         try:
             loop = _Loop(config, workspace, ledger, tracker, run_id,
                          annotator or build_annotator(config, workspace, ledger), on_round,
-                         specialists or build_specialists(config, workspace, ledger))
+                         specialists or build_specialists(config, workspace, ledger), requeue_empty=requeue_empty)
             try:
                 reason, finished = loop.run(wait)
             finally:
                 loop.close()
+            relabeled: list[tuple[str, str | None, str | None]] = []
             if finished:
+                relabeled = loop.relabel_finished()
                 loop.finish(reason, run_dir)
+                loop.remember_final_labels()
         except BaseException as error:
             status = "RUNNING" if isinstance(error, WaitTimeout) else (
                 "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
@@ -112,7 +127,8 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
         labelstudio = {k: v for k in ("labelstudio_url", "labelstudio_project", "labelstudio_expert_project")
                        if (v := ledger.get_meta(k))}
         return LoopResult(run_id=run_id, run_dir=run_dir, rounds=ledger.rounds(), stopped_because=reason,
-                          finished=finished, labelstudio=labelstudio)
+                          finished=finished, labelstudio=labelstudio, relabeled=tuple(relabeled),
+                          empty_submissions=tuple(ledger.empty_submissions()))
 
 
 def check_plan(config: Config, pool_size: int) -> None:
@@ -135,7 +151,8 @@ class _Loop:
     """The state machine of one run; every transition is read from and written to the ledger."""
 
     def __init__(self, config: Config, workspace: Workspace, ledger: Ledger, tracker: Tracker, run_id: str,
-                 annotator: Annotator, on_round: OnRound | None, specialists: Annotator | None = None) -> None:
+                 annotator: Annotator, on_round: OnRound | None, specialists: Annotator | None = None,
+                 requeue_empty: bool = False) -> None:
         self.config = config
         self.ws = workspace
         self.ledger = ledger
@@ -155,6 +172,7 @@ class _Loop:
         self._dask: Any = None
         self._flagged: set[str] = set()  # annotators already warned about in this process
         self._truth: dict[str, str] | None = None  # the pool's label column, when it has one
+        self.requeue_empty = requeue_empty
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -165,6 +183,7 @@ class _Loop:
             if current is None:
                 reason = self.stop_reason()
                 if reason:
+                    self.pull_once()  # answers changed after the last round still count
                     return reason, True
                 current = self.queue_next_round()
                 if not wait:
@@ -178,7 +197,7 @@ class _Loop:
                     specialists = self.ledger.adjudication_counts().get("pending", 0)
                     waiting = f" ({specialists} with a specialist)" if specialists else ""
                     return (f"waiting for annotators: {answered} of {total} tasks of round {current.round} done"
-                            f"{waiting}", False)
+                            f"{waiting}{self.empty_note()}", False)
                 self.evaluate(current.round, started)
             self.log(current.round)
 
@@ -288,6 +307,8 @@ class _Loop:
         if not waiting:
             return
         records = {r.round: r for r in self.ledger.rounds()}
+        offsets = np.cumsum([0, *(records[r].batch_size for r in sorted(records))])  # al-loop's order
+        first = min(records)
         tasks = []
         for example_id, round_index, rank in waiting:
             pick = self.ledger.pick_of(example_id)
@@ -297,7 +318,8 @@ class _Loop:
                                      predicted_label=pick.predicted_label, confidence=pick.confidence,
                                      ambiguity=pick.ambiguity, model_version=records[round_index].model_version,
                                      purpose="eval" if records[round_index].strategy == EVALUATION_RANDOM
-                                     else "train", overlap=pick.required))
+                                     else "train", overlap=pick.required,
+                                     order=int(offsets[round_index - first]) + rank))
         self.ledger.mark_pushed(self.annotator.push(tasks))
 
     def adjudicate(self) -> None:
@@ -335,11 +357,10 @@ class _Loop:
         min_fraction = settings.min_fraction if is_people else 1.0
         deadline = time.monotonic() + (settings.timeout if is_people else 0.0)
         while True:
-            pending = {**self.ledger.routed_pending(), **self.ledger.pending()}
-            if pending:
-                self.ledger.record_pull(self.annotator.pull(pending, self.ledger.get_meta("pull_cursor")),
-                                        settlement=self.settlement)
-            self.adjudicate()
+            if self.ledger.pending() or self.ledger.routed_pending():
+                self.pull_once()
+            else:
+                self.adjudicate()
             answered, total = self.ledger.round_progress(round_index)
             if total == 0 or answered >= min_fraction * total:
                 return True
@@ -351,9 +372,83 @@ class _Loop:
                         "at least that many annotators must work in the project." if short else "")
                 raise WaitTimeout(
                     f"round {round_index}: {answered} of {total} tasks answered after waiting "
-                    f"{getattr(settings, 'timeout', 0):.0f} s (annotator.timeout).{hint} Nothing is lost: run "
-                    "`al-loop sync CONFIG` (or the same command) when annotators have worked")
+                    f"{getattr(settings, 'timeout', 0):.0f} s (annotator.timeout).{hint}{self.empty_note()} Nothing "
+                    "is lost: run `al-loop sync CONFIG` (or the same command) when annotators have worked")
             time.sleep(settings.poll_interval if is_people else 0.1)
+
+    def pull_once(self) -> None:
+        """One pull of the routine lane (waiting examples, reviews, and changes to answered ones: an answer
+        corrected or deleted, a task deleted), then the specialist lane."""
+        pending = {**self.ledger.routed_pending(), **self.ledger.pending()}
+        since = self.ledger.get_meta("pull_cursor")
+        if "closed" in inspect.signature(self.annotator.pull).parameters:  # older annotators: without it
+            result: PullResult = self.annotator.pull(pending, since, closed=self.ledger.closed_tasks())
+        else:
+            result = self.annotator.pull(pending, since)
+        self.ledger.record_pull(result, settlement=self.settlement)
+        self.requeue_empty_submissions()
+        self.adjudicate()
+
+    def requeue_empty_submissions(self) -> None:
+        """With requeue_empty, ask one more annotator for each submission without a choice (an absolute
+        overlap per task: the answers it asks for plus its empty submissions, so repeating it is harmless)."""
+        requeue = getattr(self.annotator, "requeue", None)
+        empty = self.ledger.empty_submissions()
+        if not self.requeue_empty or requeue is None or not empty:
+            return
+        overlaps: dict[str, int] = {}
+        for row in empty:
+            task = str(row["task_id"])
+            overlaps[task] = overlaps.get(task, int(row["required"])) + 1
+        requeue(overlaps)
+
+    def empty_note(self) -> str:
+        """The submissions without a choice that hold up examples, named (task, example, who), with the fix."""
+        empty = self.ledger.empty_submissions()
+        if not empty:
+            return ""
+        named = "; ".join(f"task {r['task_id']} (example {r['example_id']}) by {r['annotator']}" for r in empty[:10])
+        more = f" and {len(empty) - 10} more" if len(empty) > 10 else ""
+        done = " (requeued for other annotators)" if self.requeue_empty else (
+            ". Label Studio counts them as done and does not serve them again: choose a label in them, delete "
+            "them, or run `al-loop sync CONFIG --requeue-empty` to serve them to other annotators")
+        return f" {len(empty)} submitted without a choice: {named}{more}{done}."
+
+    def relabel_finished(self) -> list[tuple[str, str | None, str | None]]:
+        """If labels changed since the run finished (answers corrected or deleted afterwards): re-evaluate the
+        last round on them, re-log its metrics, and make `finish` log the final model again. Returns the
+        changes: (example id, label then, label now or None if it waits again)."""
+        before = self.ledger.get_meta("finished_labels")
+        if before is None:
+            return []
+        then: dict[str, str | None] = json.loads(before)
+        now = self.all_labels()  # examples picked after that finish (a raised budget) are not changes
+        changed = [(e, label, now.get(e)) for e, label in sorted(then.items()) if now.get(e) != label]
+        rounds = [r for r in self.ledger.rounds() if r.n_labels]
+        if not changed or not rounds:
+            return changed
+        last = rounds[-1].round
+        self.evaluate(last, time.perf_counter())
+        record = next(r for r in self.ledger.rounds() if r.round == last)
+        metrics = {**record.metrics, "relabeled_after_finish": float(len(changed))}
+        stamp = int(time.time() * 1000)  # a new value at the same step: the history keeps the old one
+        self.tracker.client.log_batch(self.run_id, metrics=[Metric(k, float(v), stamp, int(record.n_labels or 0))
+                                                            for k, v in metrics.items()])
+        self.ledger.mark_logged(last)
+        if self.on_round is not None:
+            self.on_round(record)
+        self.ledger.set_meta("finished", "relabeled")  # not a key finish() writes: it finishes again
+        return changed
+
+    def remember_final_labels(self) -> None:
+        """The labels the final model was trained and measured on, and the examples still waiting (None):
+        what a later change is compared with."""
+        waiting = {str(e["id"]): None for e in self.ledger.examples(("queued",))}
+        self.ledger.set_meta("finished_labels", json.dumps({**waiting, **self.all_labels()}, sort_keys=True))
+
+    def all_labels(self) -> dict[str, str]:
+        """Training and evaluation labels: example id -> label."""
+        return {**self.ledger.labels("eval"), **self.ledger.labels()}
 
     def evaluate(self, round_index: int, started: float) -> None:
         """Retrain on all training labels, evaluate, and store the round's metrics.

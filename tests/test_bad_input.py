@@ -363,3 +363,13 @@ def test_a_ledger_of_the_previous_version_resumes_and_then_survives_a_move(tmp_p
         stored = dict(db.execute("SELECT key, value FROM meta WHERE key LIKE 'config_identity%'").fetchall())
     assert stored["config_identity"] == config.identity(), "upgraded to the identity that survives a move"
     assert json.loads(stored["config_identity.settings"])["loop.batch_size"] == "10"
+
+
+def test_brackets_in_paths_are_printed_as_written(tmp_path: Path, mlflow_uri: str) -> None:
+    """rich markup in a path (`[/]` ends a style, `[b]` starts one) must neither crash the printer nor vanish."""
+    folder = tmp_path / "team[/]data [b]x"  # the / makes two folders: "team[" and "]data [b]x"
+    folder.mkdir(parents=True)
+    config = _write_config(folder, tracking={"uri": mlflow_uri})
+    result = _invoke("run", config)
+    assert result.exit_code == 0, result.output
+    assert "team[/]data [b]x" in _said(result) and "done: budget" in _said(result)

@@ -641,3 +641,87 @@ def test_partly_answered_counts_examples_short_of_their_overlap(ledger: Ledger):
                                ann("b", "cat", "carol")])
     assert ledger.partly_answered(0) == 1, "a: 1 of 3 answers; b: complete; c: nobody yet"
     assert ledger.partly_answered(1) == 0
+
+
+# -- people in the annotation tool: deleted answers and tasks, empty submissions ------------------------
+
+
+def test_a_deleted_answer_is_retired_and_its_labeled_example_waits_again_on_its_task(ledger: Ledger):
+    from al_loop.annotators.base import PullResult
+
+    ledger.queue_round(0, "margin", "v0", picks("a", "b"))
+    ledger.mark_pushed({"a": "1", "b": "2"})
+    ledger.record_pull(PullResult(annotations=[ann("a", "dog", external_id="ls-10"),
+                                               ann("b", "cat", external_id="ls-11")]))
+    assert ledger.labels() == {"a": "dog", "b": "cat"}
+    ledger.record_pull(PullResult(held={"1": frozenset(), "2": frozenset({"ls-11"}), "99": frozenset()}))
+    assert ledger.labels() == {"b": "cat"}, "a's only answer was deleted: it no longer trains"
+    assert ledger.pending() == {"a": "1"}, "a waits again, on its same task"
+    rows = {r["external_id"]: r for r in ledger.annotations()}
+    assert rows["ls-10"]["deleted_at"] is not None and rows["ls-10"]["superseded_by"] is None
+    assert rows["ls-11"]["deleted_at"] is None
+    ledger.record_pull(PullResult(annotations=[ann("a", "bird", "carol", external_id="ls-12")],
+                                  held={"1": frozenset({"ls-12"})}))
+    assert ledger.labels()["a"] == "bird" and len(ledger.annotations()) == 3, "the trail keeps the deleted one"
+
+
+def test_a_deleted_answer_to_an_overlapped_example_is_resettled_on_the_rest(ledger: Ledger):
+    from al_loop.annotators.base import PullResult
+
+    ledger.queue_round(0, "margin", "v0", overlapped("a", required=2))
+    ledger.mark_pushed({"a": "1"})
+    ledger.record_pull(PullResult(annotations=[ann("a", "dog", "alice", external_id="ls-1"),
+                                               ann("a", "cat", "bob", external_id="ls-2")]))
+    assert ledger.labels() == {"a": "dog"}
+    ledger.record_pull(PullResult(held={"1": frozenset({"ls-2"})}))
+    assert ledger.labels() == {} and ledger.pending() == {"a": "1"}, "one answer of two left: it waits"
+    ledger.record_pull(PullResult(annotations=[ann("a", "cat", "carol", external_id="ls-3")]))
+    assert ledger.labels() == {"a": "cat"}, "bob and carol: alice's deleted answer no longer votes"
+
+
+def test_a_deleted_answered_task_retires_its_answers_and_returns_the_example_to_the_pool(ledger: Ledger):
+    from al_loop.annotators.base import PullResult
+
+    ledger.queue_round(0, "margin", "v0", picks("a", "b"))
+    ledger.mark_pushed({"a": "1", "b": "2"})
+    ledger.record_pull(PullResult(annotations=[ann("a", "dog", external_id="ls-1"),
+                                               ann("b", "cat", external_id="ls-2")]))
+    assert ledger.closed_tasks() == {"a": "1", "b": "2"}
+    ledger.record_pull(PullResult(removed=["a"]))
+    assert ledger.labels() == {"b": "cat"} and "a" not in ledger.used_ids()
+    assert [r["deleted_at"] is not None for r in ledger.annotations()] == [True, False]
+    ledger.queue_round(1, "margin", "v1", picks("a"))  # picked again, it starts afresh
+    assert ledger.pending() == {"a": None} and ledger.closed_tasks() == {"b": "2"}
+
+
+def test_an_empty_submission_counts_for_nothing_and_is_reported_until_answered(ledger: Ledger):
+    from al_loop.annotators.base import PullResult
+    from al_loop.ledger import EMPTY
+
+    ledger.queue_round(0, "margin", "v0", picks("a", "b"))
+    ledger.mark_pushed({"a": "1", "b": "2"})
+    ledger.record_pull(PullResult(annotations=[ann("a", EMPTY, "alice", external_id="ls-1"),
+                                               ann("b", "cat", "bob", external_id="ls-2")]))
+    assert ledger.labels() == {"b": "cat"} and ledger.round_progress(0) == (1, 2)
+    (empty,) = ledger.empty_submissions()
+    assert (empty["example_id"], empty["task_id"], empty["annotator"], empty["required"]) == ("a", "1", "alice", 1)
+    assert ledger.partly_answered(0) == 0, "an empty submission is no answer"
+    ledger.record_pull(PullResult(annotations=[ann("a", "dog", "carol", external_id="ls-3")]))
+    assert ledger.labels()["a"] == "dog" and ledger.empty_submissions() == []
+    assert [r["value"] for r in ledger.annotations() if r["example_id"] == "a"] == [EMPTY, "dog"]
+
+
+def test_a_deleted_specialist_answer_sends_the_example_back_to_its_specialist(ledger: Ledger):
+    from al_loop.annotators.base import PullResult
+
+    rule = Settlement(escalate_below=0.7)
+    ledger.queue_round(0, "margin", "v0", overlapped("a", required=2))
+    ledger.mark_pushed({"a": "1"})
+    ledger.record_annotations([ann("a", "dog", "alice"), ann("a", "cat", "bob")], settlement=rule)
+    ledger.mark_escalations_pushed({"a": "7"})
+    ledger.record_pull(PullResult(annotations=[ann("a", "cat", "expert", external_id="ls-9")]), lane="expert",
+                       cursor_key="expert_pull_cursor", settlement=rule)
+    assert ledger.labels() == {"a": "cat"}
+    ledger.record_pull(PullResult(held={"7": frozenset()}), lane="expert", cursor_key="expert_pull_cursor",
+                       settlement=rule)
+    assert ledger.labels() == {} and ledger.escalations_pending() == {"a": "7"}

@@ -29,6 +29,7 @@ class TaskRequest:
     model_version: str | None = None
     purpose: str = "train"  # "eval": an evaluation task, never used for training
     overlap: int = 1  # how many annotators answer it
+    order: int | None = None  # place in al-loop's queue across rounds (earlier rounds first, then rank)
     prior_answers: tuple[tuple[str, str], ...] = ()  # for a specialist: (annotator, label) given before
 
 
@@ -52,8 +53,11 @@ class PullResult:
     annotations: list[Annotation] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # skipped by everyone asked
     cancelled: dict[str, int] = field(default_factory=dict)  # example -> annotators who skipped its task
-    removed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # examples whose task is gone (answered ones included)
     cursor: str | None = None  # where the next pull starts (opaque to the loop; stored with the answers)
+    # task id -> external ids of the answers the task holds now, for every task the pull read: an answer
+    # pulled earlier from that task and missing here was deleted
+    held: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 class Annotator(Protocol):
@@ -65,10 +69,13 @@ class Annotator(Protocol):
         """Create tasks (idempotently); returns example id -> task id."""
         ...
 
-    def pull(self, pending: Mapping[str, str | None], since: str | None = None) -> PullResult:
+    def pull(self, pending: Mapping[str, str | None], since: str | None = None,
+             closed: Mapping[str, str] | None = None) -> PullResult:
         """Fetch answers completed or changed since the cursor `since` (None: from the start).
 
-        `pending` maps each awaited example id to its task id. The result's cursor is stored in the ledger
-        in the same transaction as its answers, so a crash never skips past an unrecorded answer.
+        `pending` maps each awaited example id to its task id; `closed` the answered (or skipped) ones, whose
+        task may have been deleted since (reported in `removed`). The result's cursor is stored in the ledger
+        in the same transaction as its answers, so a crash never skips past an unrecorded answer. An answer
+        submitted without a choice comes back with an empty label.
         """
         ...

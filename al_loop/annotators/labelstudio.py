@@ -8,8 +8,16 @@ Each task's overlap (how many annotators answer it) is set on the task itself: L
 stream keeps serving a task to other annotators until that many answered (community edition included).
 
 Pull asks which tasks changed since the cursor (a cheap listing), exports just those with their
-annotations, and reports deleted tasks. The cursor is the newest task `updated_at` seen; each pull
-re-reads a few seconds before it, and the ledger drops what it already has.
+annotations, and reports deleted tasks. The cursor is the newest task `updated_at` seen (deleting an
+annotation bumps it too) and the project's task count; each pull re-reads a few seconds before it, and
+the ledger drops what it already has. Each task read reports the answer ids it holds, so an answer deleted
+in Label Studio is retired. Whether tasks were deleted is checked (an id-only listing) only when the task
+count differs from the last pull's plus this process's imports: a deletion hidden by an import of foreign
+tasks in the same interval is caught at the next change of the count.
+
+The labeling stream ('Uncertainty sampling') serves the current model's tasks by lowest prediction score:
+the score is derived from al-loop's order (`al_order` n -> n / (n + 1)), so rank 1 comes first; the model's
+confidence is in the task data (`al_confidence`).
 """
 
 from __future__ import annotations
@@ -27,12 +35,14 @@ from al_loop.errors import ServiceError
 from al_loop.labelstudio.bots import Bots
 from al_loop.labelstudio.connection import Connection, call, dm_filters
 from al_loop.labelstudio.project import CHOICES_NAME, PRIOR_NAME, TEXT_NAME
+from al_loop.ledger import EMPTY
 
 log = logging.getLogger(__name__)
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # the Data Manager's datetime filter accepts exactly this
 _OVERLAP = timedelta(seconds=5)
 _EXPORT_CHUNK = 500
 _PAGE = 5000
+_COUNT_MARK = " tasks="  # the cursor: '<updated_at> tasks=<count>'
 
 
 class LabelStudioAnnotator:
@@ -50,6 +60,7 @@ class LabelStudioAnnotator:
         self._users: dict[int, str] = {}
         self._model_version: str | None = None
         self._default_overlap: int | None = None
+        self._imported = 0  # tasks this process imported since its last pull (the task-count check)
 
     # -- push -------------------------------------------------------------------------------------
 
@@ -93,8 +104,10 @@ class LabelStudioAnnotator:
             log.warning("import of round %d failed (%s); reconciling by example id", round_index, error)
             ids = []
         if len(ids) == len(batch):  # the server returns the new ids in the order of the payload
+            self._imported += len(ids)
             return {t.example_id: str(i) for t, i in zip(batch, ids, strict=True)}
         existing = self.tasks_of_round(round_index)
+        self._imported += len(existing)  # at most this many are new: an unexpected count means a full check
         missing = [t.example_id for t in batch if t.example_id not in existing]
         if missing:
             raise ServiceError(f"importing {len(batch)} tasks into project {self.project_id} on {self.conn.url} "
@@ -102,18 +115,24 @@ class LabelStudioAnnotator:
         return {t.example_id: existing[t.example_id] for t in batch}
 
     def task_payload(self, task: TaskRequest) -> dict[str, Any]:
-        """One task: the text to label, al-loop's ids and rank, and the model's guess as a prediction."""
+        """One task: the text to label, al-loop's ids, rank and order, the model's confidence, and its guess as
+        a prediction whose score puts the task in al-loop's order in the labeling stream (lowest first)."""
         data = {TEXT_NAME: self._text(task.data), "al_id": task.example_id, "al_round": task.round,
                 "al_rank": task.rank, "al_purpose": task.purpose}
+        if task.order is not None:
+            data["al_order"] = task.order
         if task.ambiguity is not None:
             data["al_ambiguity"] = round(float(task.ambiguity), 6)
+        if task.confidence is not None:
+            data["al_confidence"] = round(float(task.confidence), 6)
         if task.prior_answers:
             data[PRIOR_NAME] = "\n".join(f"{who}: {label}" for who, label in task.prior_answers)
         payload: dict[str, Any] = {"data": data}
         if task.predicted_label is not None:
+            score = task.confidence if task.order is None else task.order / (task.order + 1)
             payload["predictions"] = [{
                 "model_version": task.model_version or "unknown",
-                "score": None if task.confidence is None else round(float(task.confidence), 6),
+                "score": None if score is None else float(score),
                 "result": [{"from_name": CHOICES_NAME, "to_name": TEXT_NAME, "type": "choices",
                             "value": {"choices": [task.predicted_label]}}],
             }]
@@ -144,13 +163,18 @@ class LabelStudioAnnotator:
 
     # -- pull -------------------------------------------------------------------------------------
 
-    def pull(self, pending: Mapping[str, str | None], since: str | None = None) -> PullResult:
+    def pull(self, pending: Mapping[str, str | None], since: str | None = None,
+             closed: Mapping[str, str] | None = None) -> PullResult:
         if self.bots is not None:
             self.bots.answer(pending)
-        if since is None:  # first pull: one export of every answered task
+        stamp, known_count = _parse_cursor(since)
+        listed: list[dict[str, Any]] | None = None
+        if stamp is None:  # first pull: one export of every answered task
             tasks = self._export(None)
-        else:  # later pulls: a cheap listing of what changed, then an export of just that
-            tasks = self._export([task_id for task_id, _ in self._changed_since(since)])
+        else:  # later pulls: a cheap listing of what changed, then an export of just those with answers
+            listed = self._changed_since(stamp)
+            tasks = self._export([str(t["id"]) for t in listed
+                                  if (t.get("total_annotations") or 0) + (t.get("cancelled_annotations") or 0) > 0])
         result = PullResult(cursor=since)
         problems: list[str] = []
         for task in tasks:
@@ -158,12 +182,37 @@ class LabelStudioAnnotator:
         if problems:
             raise ServiceError("annotations with a choice that is not in dataset.classes (fix them in Label "
                                "Studio, or the project's labeling config, then re-run): " + "; ".join(problems[:10]))
-        stamps = [_stamp(task["updated_at"]) for task in tasks if task.get("updated_at")]
-        if stamps:
-            result.cursor = max([*stamps, since] if since else stamps)
-        answered = {a.example_id for a in result.annotations} | set(result.cancelled) | set(result.removed)
-        result.removed += self._deleted({e: t for e, t in pending.items() if e not in answered})
+        exported = {str(task.get("id")) for task in tasks}
+        for task in listed or []:  # changed and holding no answer: any answer pulled from it was deleted
+            if str(task["id"]) not in exported:
+                result.held[str(task["id"])] = frozenset()
+        stamps = [_stamp(task["updated_at"]) for task in [*tasks, *(listed or [])] if task.get("updated_at")]
+        if stamps or stamp:
+            stamp = max([*stamps, stamp] if stamp else stamps)
+        count = self._task_count()
+        if known_count is None or count != known_count + self._imported:  # tasks may have been deleted
+            answered = {a.example_id for a in result.annotations} | set(result.cancelled) | set(result.removed)
+            check = {**{e: t for e, t in pending.items() if e not in answered}, **(closed or {})}
+            result.removed += self._deleted(check)
+        self._imported = 0
+        result.cursor = None if stamp is None else f"{stamp}{_COUNT_MARK}{count}"
         return result
+
+    def _task_count(self) -> int:
+        """How many tasks the project holds (one Data Manager page of one task: its `total`)."""
+        response = self._request("GET", "api/tasks/", "count the project's tasks", past_the_end=True, params={
+            "project": self.project_id, "fields": "all", "include": "id", "page": 1, "page_size": 1})
+        body = response.json() if response.status_code == 200 else {}
+        return int(body.get("total", 0)) if isinstance(body, dict) else len(body)
+
+    def requeue(self, overlaps: Mapping[str, int]) -> None:
+        """Ask more annotators for these tasks (task id -> overlap): Label Studio counts a submission without
+        a choice as done, so the task's overlap is raised and it is marked unlabeled (a PATCH does not
+        recompute that), and the labeling stream serves it to annotators who have not submitted it yet.
+        Setting absolute values makes a repeat harmless."""
+        for task_id, overlap in overlaps.items():
+            self._request("PATCH", f"api/tasks/{task_id}", f"requeue task {task_id}",
+                          json={"overlap": int(overlap), "is_labeled": False})
 
     def _list_tasks(self, query: str, include: str, doing: str) -> list[dict[str, Any]]:
         """All pages of a Data Manager listing, as plain dicts (skipping the SDK's model parsing: ~20% faster)."""
@@ -182,13 +231,12 @@ class LabelStudioAnnotator:
                 return tasks
             page += 1
 
-    def _changed_since(self, since: str) -> list[tuple[str, str]]:
+    def _changed_since(self, since: str) -> list[dict[str, Any]]:
+        """Tasks updated since a few seconds before `since`: id, updated_at and answer counts (a task whose
+        answers were all deleted is listed too: deleting an annotation bumps the task's `updated_at`)."""
         start = datetime.strptime(since, _TIME_FORMAT) - _OVERLAP
         query = dm_filters([("filter:tasks:updated_at", "greater", "Datetime", start.strftime(_TIME_FORMAT))])
-        tasks = self._list_tasks(query, "id,updated_at,total_annotations,cancelled_annotations",
-                                 "list changed tasks")
-        return [(str(t["id"]), str(t["updated_at"])) for t in tasks
-                if (t.get("total_annotations") or 0) + (t.get("cancelled_annotations") or 0) > 0]
+        return self._list_tasks(query, "id,updated_at,total_annotations,cancelled_annotations", "list changed tasks")
 
     def _export(self, task_ids: list[str] | None) -> list[dict[str, Any]]:
         """Answered tasks with their annotations: all of them (None), or these ids (in chunks of 500: the
@@ -217,7 +265,7 @@ class LabelStudioAnnotator:
         return response
 
     def _deleted(self, pending: Mapping[str, str | None]) -> list[str]:
-        """Pending examples whose task no longer exists (checked over the id range of the unanswered ones)."""
+        """Examples whose task no longer exists (an id-only listing over the range of their task ids)."""
         by_task = {int(t): e for e, t in pending.items() if t is not None and str(t).isdigit()}
         if not by_task:
             return []
@@ -233,19 +281,19 @@ class LabelStudioAnnotator:
         if example_id in pending and str(pending[example_id]) != str(task.get("id")):
             return  # an older task of an example picked again (its task was deleted, or it was skipped)
         answered_by: set[str] = set()
+        result.held[str(task.get("id"))] = frozenset(f"ls-{a.get('id')}" for a in task.get("annotations") or [])
         for annotation in task.get("annotations") or []:
             if annotation.get("was_cancelled"):
                 continue
             choice = _choice(annotation.get("result") or [])
             who = self._user(annotation.get("completed_by"))
-            if choice is None:
-                continue  # submitted without a choice: counts as no answer
-            if choice not in self.classes:
+            if choice is not None and choice not in self.classes:
                 problems.append(f"task {task.get('id')} (example {example_id}) by {who}: {choice!r}")
                 continue
-            answered_by.add(str(annotation.get("completed_by")))
-            result.annotations.append(Annotation(
-                example_id=example_id, label=choice, annotator=who,
+            if choice is not None:
+                answered_by.add(str(annotation.get("completed_by")))
+            result.annotations.append(Annotation(  # submitted without a choice: kept, and counts for nothing
+                example_id=example_id, label=EMPTY if choice is None else choice, annotator=who,
                 created_at=str(annotation.get("created_at")), updated_at=annotation.get("updated_at"),
                 lead_time=annotation.get("lead_time"), external_id=f"ls-{annotation.get('id')}"))
         if example_id in pending:  # who skipped and has not answered since (a skip can be answered later)
@@ -269,6 +317,14 @@ def _choice(result: list[dict[str, Any]]) -> str | None:
             choices = (region.get("value") or {}).get("choices") or []
             return str(choices[0]) if choices else None
     return None
+
+
+def _parse_cursor(cursor: str | None) -> tuple[str | None, int | None]:
+    """(newest updated_at seen, the project's task count then); cursors written before the count: (stamp, None)."""
+    if not cursor:
+        return None, None
+    stamp, _, count = cursor.partition(_COUNT_MARK)
+    return stamp, int(count) if count.isdigit() else None
 
 
 def _stamp(value: str) -> str:

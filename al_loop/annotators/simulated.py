@@ -43,7 +43,8 @@ class SimulatedAnnotator:
             raise KeyError(f"no ground truth for {unknown[:5]}")
         return {t.example_id: f"sim-{t.example_id}" for t in tasks}
 
-    def pull(self, pending: Mapping[str, str | None], since: str | None = None) -> PullResult:
+    def pull(self, pending: Mapping[str, str | None], since: str | None = None,
+             closed: Mapping[str, str] | None = None) -> PullResult:
         now = utc_now()
         if self._accuracy is None:
             return PullResult(annotations=[

@@ -17,14 +17,16 @@ UNCERTAINTY_SAMPLING = "Uncertainty sampling"  # the labeling stream serves the 
 
 
 def labeling_config(classes: list[str], instructions: str = "Choose the class", specialist: bool = False) -> str:
-    """Text + single Choices over the class names. Numeric rows are shown as readable `name: value` text.
-    A specialist's config also shows the answers given before (who answered what)."""
+    """Text + single, required Choices over the class names (the UI refuses a submission without a choice;
+    the API still accepts one). Numeric rows are shown as readable `name: value` text. A specialist's config
+    also shows the answers given before (who answered what)."""
     choices = "\n    ".join(f"<Choice value={quoteattr(c)}/>" for c in classes)
     prior = (f'  <Header value="Answers given before (they disagree)"/>\n'
              f'  <Text name="{PRIOR_NAME}" value="${PRIOR_NAME}"/>\n') if specialist else ""
     return (f"<View>\n  <Header value={quoteattr(instructions)}/>\n"
             f'  <Text name="{TEXT_NAME}" value="${TEXT_NAME}"/>\n{prior}'
-            f'  <Choices name="{CHOICES_NAME}" toName="{TEXT_NAME}" choice="single" showInLine="false">\n'
+            f'  <Choices name="{CHOICES_NAME}" toName="{TEXT_NAME}" choice="single" showInLine="false" '
+            f'required="true">\n'
             f"    {choices}\n  </Choices>\n</View>")
 
 
@@ -70,7 +72,8 @@ def ensure_project(conn: Connection, title: str, classes: list[str], project_id:
         title=title, label_config=labeling_config(classes, specialist=specialist), sampling=UNCERTAINTY_SAMPLING,
         show_skip_button=True, maximum_annotations=overlap,
         description="Created by al-loop for specialists: tasks whose annotators disagreed." if specialist else
-        "Created by al-loop. Tasks carry al_rank (1 = most ambiguous) and the model's guess."),
+        "Created by al-loop. Tasks carry al_order (al-loop's order across rounds), al_rank (1 = most "
+        "ambiguous of its round), al_confidence and the model's guess."),
         conn.url, "create the project")
     return int(created.id)
 
