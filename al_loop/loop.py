@@ -14,6 +14,7 @@ labels changed.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
@@ -589,7 +590,10 @@ class _Loop:
         """Plot the learning curve, log the final model, and close the MLflow run."""
         rounds = [r for r in self.ledger.rounds() if "accuracy" in r.metrics]
         labels = self.ledger.labels()
-        finished_key = f"{len(labels)}:{len(rounds)}"
+        # the labels' content, not only their count: a label corrected after the finish gives another key, so the
+        # final model is logged again (and a model logged before a crash is reused only for the same labels)
+        digest = hashlib.sha256(json.dumps(sorted(labels.items())).encode()).hexdigest()[:16]
+        finished_key = f"{len(labels)}:{len(rounds)}:{digest}"
         if self.ledger.get_meta("finished") != finished_key:
             if rounds:
                 png = plot_learning_curve([r.n_labels for r in rounds], [r.metrics["accuracy"] for r in rounds],

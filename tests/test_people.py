@@ -4,6 +4,7 @@ finished, submit without a choice, and take the next task from the labeling stre
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +23,7 @@ from al_loop.errors import WaitTimeout
 from al_loop.labelstudio.connection import Connection, connect
 from al_loop.labelstudio.project import ensure_project
 from al_loop.ledger import Ledger
+from al_loop.loop import FINAL_MODEL
 
 from .conftest import TOKEN_ENV
 
@@ -179,6 +181,8 @@ def test_a_label_corrected_after_the_run_finished_is_pulled_and_the_run_finishes
     (deleted,) = conn.client.tasks.get(id=int(other["task_id"])).annotations
     conn.client.annotations.delete(id=int(deleted["id"]))
 
+    with _ledger(config) as ledger:
+        first_model = json.loads(ledger.get_meta(FINAL_MODEL))["model_id"]
     synced = CliRunner().invoke(app, ["sync", str(path)])
     assert synced.exit_code == 0, synced.output
     assert "2 labels changed since the run finished" in synced.output
@@ -201,6 +205,9 @@ def test_a_label_corrected_after_the_run_finished_is_pulled_and_the_run_finishes
     assert final.exit_code == 0 and "changed since the run finished" not in final.output, "said once"
     with _ledger(config) as ledger:
         assert ledger.labels()[str(other["id"])] == other["label"] and len(ledger.labels()) == 30
+        last_model = json.loads(ledger.get_meta(FINAL_MODEL))["model_id"]
+    # as many labels as at the first finish, one of them corrected: a model of these labels, not the first one
+    assert last_model != first_model
 
 
 # -- 4. a submission without a choice -------------------------------------------------------------------
