@@ -176,8 +176,18 @@ def test_a_refused_input_gets_its_exit_code_a_clear_message_and_nothing_written(
 
 def test_every_error_class_has_a_documented_exit_code() -> None:
     readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
-    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.AlLoopError)]
-    assert {c.__name__ for c in classes} >= {"BrokenStateError", "StorageError"}
+    import importlib
+    import pkgutil
+
+    import al_loop
+
+    for module in pkgutil.walk_packages(al_loop.__path__, "al_loop."):  # error classes defined in any module
+        importlib.import_module(module.name)
+    classes, todo = [], [errors.AlLoopError]
+    while todo:
+        classes.append(error_class := todo.pop())
+        todo += error_class.__subclasses__()
+    assert {c.__name__ for c in classes} >= {"BrokenStateError", "StorageError", "ModelRefused", "ServerError"}
     for error_class in classes:
         assert f"`{error_class.exit_code}` | `{error_class.__name__}`" in readme, error_class.__name__
 
