@@ -193,12 +193,16 @@ def compare(config: ConfigArg,
 def route(config: ConfigArg,
           input: Annotated[Path, typer.Option("--input", help="CSV/Parquet/JSONL of new rows (same columns).")],
           run_id: Annotated[str | None, typer.Option(help="MLflow run whose model to use (default: the loop's).")]
+          = None,
+          model: Annotated[str | None, typer.Option(
+              "--model", help="Registered model version to use: NAME@ALIAS (e.g. al-loop@latest), NAME/VERSION or "
+                              "models:/NAME@ALIAS; loaded only if a ledger of output_dir recorded it.")]
           = None) -> None:
     """Auto-accept confident predictions, send the rest to Label Studio for review, record every decision."""
     from al_loop.route import route as route_rows
 
     try:
-        result = route_rows(api.load_config(config), input, run_id=run_id)
+        result = route_rows(api.load_config(config), input, run_id=run_id, model=model)
     except AlLoopError as error:
         raise _fail(error) from None
     t = result.threshold

@@ -18,6 +18,7 @@ import hashlib
 import inspect
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 from scipy import sparse
 from sklearn.pipeline import Pipeline
 
@@ -34,6 +36,7 @@ from al_loop import __version__, selection
 from al_loop.agreement import agreement_report, as_metrics
 from al_loop.annotators.base import Annotator, PullResult, TaskRequest
 from al_loop.annotators.factory import build_annotator, build_specialists
+from al_loop.audit import export_audit
 from al_loop.config import Config, LabelStudioAnnotatorConfig, check_estimator
 from al_loop.consensus import DAWID_SKENE, dawid_skene
 from al_loop.decisions import break_even_metrics, routing_metrics, stop_rule_fired, stop_set, stop_set_kappa
@@ -43,6 +46,7 @@ from al_loop.errors import ConfigError, DataError, WaitTimeout
 from al_loop.ledger import EXPERT_LANE, ROUTINE, Ledger, Pick, RoundRecord, Settlement
 from al_loop.model import FittedModel, build_estimator, evaluate, fit
 from al_loop.plots import plot_learning_curve
+from al_loop.redact import redact
 from al_loop.scoring import Ranked, top_candidates
 from al_loop.selection import (
     EVALUATION_RANDOM,
@@ -52,12 +56,14 @@ from al_loop.selection import (
     check_pool_size,
     pick_scores,
 )
-from al_loop.tracking import Tracker
+from al_loop.tracking import RunInput, Tracker, model_alias, registered_model_name
 from al_loop.workspace import Workspace, prepare
 
 log = logging.getLogger(__name__)
-FINAL_MODEL = "final_model"  # ledger meta: {"run_id", "model_id", "key", "sha256"} of the logged final model
+FINAL_MODEL = "final_model"  # ledger meta: {"run_id", "model_id", "key", "sha256"[, "registered"]} of the final model
 FINAL_MODEL_INTENT = "final_model/intent"  # ledger meta: the key of the model being logged
+EXAMPLE_ROWS = 3  # the final model's input example: the first rows of the pool's input columns
+AUDIT_ARTIFACT = "audit/labels.csv"  # the run's artifact: the audit table at the last finish
 
 
 @dataclass(frozen=True)
@@ -107,9 +113,11 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
                 **(extra_tags or {})}
         run_id = tracker.run_for_ledger(ledger, config.run_name, tags, config.flat_params(), parent_run_id)
         try:
+            tracker.log_inputs(run_id, run_inputs(config, workspace))  # once: a resumed run has them already
             loop = _Loop(config, workspace, ledger, tracker, run_id,
                          annotator or build_annotator(config, workspace, ledger), on_round,
-                         specialists or build_specialists(config, workspace, ledger), requeue_empty=requeue_empty)
+                         specialists or build_specialists(config, workspace, ledger), requeue_empty=requeue_empty,
+                         register=parent_run_id is None)
             try:
                 reason, finished = loop.run(wait)
             finally:
@@ -130,6 +138,30 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
         return LoopResult(run_id=run_id, run_dir=run_dir, rounds=ledger.rounds(), stopped_because=reason,
                           finished=finished, labelstudio=labelstudio, relabeled=tuple(relabeled),
                           empty_submissions=tuple(ledger.empty_submissions()))
+
+
+def run_inputs(config: Config, workspace: Workspace) -> list[RunInput]:
+    """The pool (context "training") and the held-out test split ("test") as MLflow run inputs: ids, input
+    columns and labels (where known)."""
+    dataset = config.dataset
+    source = (f"sklearn.datasets.load_{dataset.name}" if dataset.name is not None
+              else str(Path(dataset.path).resolve()) if dataset.path is not None else config.dataset_label)
+    test_source = str(Path(dataset.test_path).resolve()) if dataset.test_path is not None else source
+    id_column, label_column = dataset.id_column, dataset.label_column or "label"
+    inputs = []
+    for table, context, where in ((workspace.splits.pool, "training", source),
+                                  (workspace.splits.test, "test", test_source)):
+        if table is None:
+            continue
+        frame = table.inputs.reset_index(drop=True).copy()
+        frame.insert(0, id_column, pd.Series(table.ids, dtype=str))
+        if table.labels is not None:
+            frame[label_column] = pd.Series(table.labels, dtype=object)
+        name = (config.dataset_label if context == "training" else Path(dataset.test_path).name.split(".")[0]
+                if dataset.test_path is not None else f"{config.dataset_label}-test")
+        inputs.append(RunInput(name=name, context=context, frame=frame, source=where,
+                               targets=label_column if table.labels is not None else None))
+    return inputs
 
 
 def check_plan(config: Config, pool_size: int) -> None:
@@ -153,8 +185,9 @@ class _Loop:
 
     def __init__(self, config: Config, workspace: Workspace, ledger: Ledger, tracker: Tracker, run_id: str,
                  annotator: Annotator, on_round: OnRound | None, specialists: Annotator | None = None,
-                 requeue_empty: bool = False) -> None:
+                 requeue_empty: bool = False, register: bool = True) -> None:
         self.config = config
+        self.register = register  # register the final model (not for the child runs of compare and benchmark)
         self.ws = workspace
         self.ledger = ledger
         self.tracker = tracker
@@ -587,7 +620,7 @@ class _Loop:
     # -- the end ----------------------------------------------------------------------------------
 
     def finish(self, reason: str, run_dir: Path) -> None:
-        """Plot the learning curve, log the final model, and close the MLflow run."""
+        """Plot the learning curve, log (and register) the final model and the audit table, close the MLflow run."""
         rounds = [r for r in self.ledger.rounds() if "accuracy" in r.metrics]
         labels = self.ledger.labels()
         # the labels' content, not only their count: a label corrected after the finish gives another key, so the
@@ -603,6 +636,7 @@ class _Loop:
             if self.config.tracking.log_model and model is not None and hasattr(model.estimator, "fit"):
                 pipeline = Pipeline([("features", self.ws.featurizer), ("model", model.estimator)])
                 self.log_final_model(pipeline, finished_key)
+            self.log_audit()
             last = rounds[-1].metrics if rounds else {}
             flagged = [key.split("/")[1] for key, value in last.items()  # the metric names of the annotators
                        if key.startswith("annotator/") and key.endswith("/flagged") and value == 1.0]
@@ -612,16 +646,35 @@ class _Loop:
         self.tracker.end_run(self.run_id)
 
     def log_final_model(self, pipeline: Pipeline, finished_key: str) -> None:
-        """Log the final model once, even across a crash, and record which one (id and content hash).
+        """Log the final model once, even across a crash, record which one (id and content hash), and register it.
 
         The intent is written to the ledger first; a model this run already logged with the same key (the process
-        died after logging it, before the ledger said `finished`) is reused instead of logged again. `al-loop route`
-        loads only the recorded model, after checking its hash."""
+        died after logging it, before the ledger said `finished`) is reused instead of logged again, and so is its
+        registered version. `al-loop route` loads only the recorded model, after checking its hash."""
         key = f"{self.run_id}/{finished_key}"
         self.ledger.set_meta(FINAL_MODEL_INTENT, key)
-        model_id = self.tracker.find_model(self.run_id, key) or self.tracker.log_model(self.run_id, pipeline, key=key)
-        self.ledger.set_meta(FINAL_MODEL, json.dumps({"run_id": self.run_id, "model_id": model_id, "key": key,
-                                                      "sha256": self.tracker.model_digest(model_id)}))
+        example = self.ws.splits.pool.inputs.head(EXAMPLE_ROWS).reset_index(drop=True)
+        model_id = self.tracker.find_model(self.run_id, key) or self.tracker.log_model(
+            self.run_id, pipeline, key=key, input_example=example)
+        record = {"run_id": self.run_id, "model_id": model_id, "key": key,
+                  "sha256": self.tracker.model_digest(model_id)}
+        self.ledger.set_meta(FINAL_MODEL, json.dumps(record))
+        if self.register:
+            name = registered_model_name(self.config.tracking.experiment)
+            try:
+                version = self.tracker.register_model(model_id, self.run_id, name, model_alias(self.config.run_name))
+            except MlflowException as error:  # e.g. a tracking server without a model registry: route by run id
+                log.warning("the final model was logged but not registered as %r (%s); `al-loop route` can still "
+                            "use it by run (--run-id)", name, redact(str(error).split("\n")[0])[:300])
+                return
+            record["registered"] = f"{version.name}/{version.version}"
+            self.ledger.set_meta(FINAL_MODEL, json.dumps(record))
+
+    def log_audit(self) -> None:
+        """The audit table (`al-loop audit`) as the run's artifact `audit/labels.csv`, replaced at each finish."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = export_audit(self.config, Path(folder) / AUDIT_ARTIFACT.split("/")[-1]).path
+            self.tracker.log_artifact(self.run_id, path, AUDIT_ARTIFACT.rsplit("/", 1)[0])
 
 
 class _LedgerState:

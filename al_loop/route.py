@@ -26,7 +26,7 @@ from al_loop.ledger import Ledger
 from al_loop.loop import FINAL_MODEL
 from al_loop.redact import redact
 from al_loop.routing import Threshold, apply, calibrate
-from al_loop.tracking import Tracker
+from al_loop.tracking import ModelRefused, Tracker
 from al_loop.workspace import Workspace, prepare
 
 REVIEW_ROUND = -1  # the round number of review tasks in Label Studio (al_round)
@@ -52,7 +52,7 @@ def load_model(tracker: Tracker, run_id: str, output_dir: Path) -> Any:
     except MlflowException:
         raise AlLoopError(f"there is no MLflow run {run_id!r} in {redact(tracker.tracking_uri)}; give --run-id of a "
                           "loop run (printed by `al-loop run`), or leave it out to use this config's run") from None
-    record = _recorded_model(run_id, output_dir)
+    record = _recorded_model(output_dir, run_id=run_id)
     if record is None:
         raise AlLoopError(f"no ledger under {output_dir} records a model of MLflow run {run_id}: a loop records its "
                           "model when it finishes (budget, max_rounds or a stop rule), and al-loop loads only a model "
@@ -60,17 +60,39 @@ def load_model(tracker: Tracker, run_id: str, output_dir: Path) -> Any:
     return tracker.load_verified_model(record["model_id"], record["sha256"])
 
 
-def _recorded_model(run_id: str, output_dir: Path) -> dict[str, str] | None:
-    """The final model recorded for `run_id` by one of the ledgers of the output folder."""
+def load_registered_model(tracker: Tracker, reference: str, output_dir: Path) -> tuple[Any, str]:
+    """The model that a registered model's alias or version names (`NAME@ALIAS`, `NAME/VERSION`, `models:/...`), and
+    its run: loaded only if it is the final model a ledger of this output folder recorded, with its hash checked."""
+    version = tracker.resolve_registered(reference)
+    shown = f"--model {reference} (version {version.version} of {version.name!r})"
+    if version.model_id is None:
+        raise ModelRefused(f"{shown} was not registered from a model logged to a run (its source is not "
+                           "models:/<model id>); al-loop loads only the final model a loop logged and recorded. Name a "
+                           "version a loop registered, or use --run-id")
+    record = _recorded_model(output_dir, model_id=version.model_id)
+    if record is None:
+        raise ModelRefused(f"{shown} is the MLflow model {version.model_id}, which no ledger under {output_dir} "
+                           "records as its final model; al-loop loads only a model a loop of this output folder logged "
+                           "and recorded (with its hash), and was not loaded. Name the alias of a run of this folder "
+                           f"(its run name, e.g. {version.name}@margin-seed0), or use --run-id")
+    return tracker.load_verified_model(record["model_id"], record["sha256"]), record["run_id"]
+
+
+def _recorded_model(output_dir: Path, run_id: str | None = None, model_id: str | None = None
+                    ) -> dict[str, str] | None:
+    """The final model recorded by one of the ledgers of the output folder, for `run_id` or with `model_id`."""
     for path in sorted(output_dir.glob("*/ledger.sqlite")):
         try:
             with Ledger.read_only(path) as ledger:
-                if ledger.get_meta("mlflow_run_id") != run_id:
+                ledger_run = ledger.get_meta("mlflow_run_id")
+                if run_id is not None and ledger_run != run_id:
                     continue
                 record = json.loads(ledger.get_meta(FINAL_MODEL) or "null")
         except (sqlite3.Error, json.JSONDecodeError):  # not a ledger al-loop can read: it records nothing
             continue
-        if isinstance(record, dict) and record.get("run_id") == run_id:
+        if (isinstance(record, dict) and record.get("run_id") == ledger_run and ledger_run is not None
+                and (run_id is None or record["run_id"] == run_id)
+                and (model_id is None or record.get("model_id") == model_id)):
             return record
     return None
 
@@ -103,8 +125,11 @@ def threshold_for(config: Config, pipeline: Any, workspace: Workspace, ledger: L
     return calibrate(proba.max(axis=1), correct, routing.epsilon, routing.confidence_level)
 
 
-def route(config: Config, input_path: Path, run_id: str | None = None) -> RouteResult:
-    """Route the rows of `input_path` (same columns as the pool; labels not needed)."""
+def route(config: Config, input_path: Path, run_id: str | None = None, model: str | None = None) -> RouteResult:
+    """Route the rows of `input_path` (same columns as the pool; labels not needed) with the final model of this
+    config's run, of `run_id`, or the registered version `model` names (e.g. `al-loop@latest`)."""
+    if run_id is not None and model is not None:
+        raise AlLoopError("give --run-id or --model, not both: each names the model to route with")
     workspace = prepare(config)
     ledger_path = config.output_dir / config.run_name / "ledger.sqlite"
     if not ledger_path.exists():
@@ -119,8 +144,11 @@ def route(config: Config, input_path: Path, run_id: str | None = None) -> RouteR
                           "traffic needs ids of its own")
     with Ledger.open(ledger_path) as ledger:
         tracker = Tracker(config.tracking_uri, config.tracking.experiment)
-        model_run = run_id or ledger.get_meta("mlflow_run_id") or ""
-        pipeline = load_model(tracker, model_run, config.output_dir)
+        if model is not None:
+            pipeline, model_run = load_registered_model(tracker, model, config.output_dir)
+        else:
+            model_run = run_id or ledger.get_meta("mlflow_run_id") or ""
+            pipeline = load_model(tracker, model_run, config.output_dir)
         threshold = threshold_for(config, pipeline, workspace, ledger)
         proba = aligned_proba(pipeline, table.inputs, workspace.classes)
         confidence = proba.max(axis=1)

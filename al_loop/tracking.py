@@ -10,22 +10,28 @@ in the model's MLmodel file), so a model planted in the store cannot run code.
 
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import importlib
+import logging
 import os
 import pickle
+import re
 import socket
 import sqlite3
 import tempfile
+import warnings
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import mlflow
+import pandas as pd
 import yaml
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -33,8 +39,12 @@ from al_loop.errors import AlLoopError, BrokenStateError, ServiceError, storage_
 from al_loop.ledger import Ledger
 from al_loop.redact import redact
 
+log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
 MODEL_KEY_TAG = "al_loop.model_key"  # on a logged model: which finished state of which run it is
+PREDICT_METHOD = "predict_proba"  # the pyfunc method of a logged model: class probabilities on raw rows
+CONTEXT_TAG = "mlflow.data.context"  # MLflow's input tag for what a dataset was used for (training, test)
+LATEST = "latest"  # MLflow's reserved alias: the newest version of a registered model
 _MAX_PARAMS_PER_BATCH = 100
 _TRUSTED_PACKAGES = ("sklearn", "numpy", "scipy")  # classes skops may rebuild (al-loop's allow-list)
 _NOT_CONTENT = {"registered_model_meta"}  # written by MLflow when a model is registered, not by the loop
@@ -42,6 +52,26 @@ _NOT_CONTENT = {"registered_model_meta"}  # written by MLflow when a model is re
 
 class ModelRefused(AlLoopError):
     """A logged model is not the one al-loop recorded, or its file needs types al-loop does not trust."""
+
+
+@dataclass(frozen=True)
+class RunInput:
+    """A dataset a run reads, logged as a run input: its rows, and what MLflow shows of it."""
+
+    name: str
+    context: str  # "training" (the pool), "test"
+    frame: pd.DataFrame
+    source: str  # a file path, or the code that made the data (a bundled dataset)
+    targets: str | None = None  # the label column, when the rows have labels
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """A version of a registered model and the logged model it was registered from."""
+
+    name: str
+    version: str
+    model_id: str | None
 
 
 class Tracker:
@@ -136,21 +166,30 @@ class Tracker:
     def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path=folder)
 
-    def log_model(self, run_id: str, model: Any, name: str = "model", key: str | None = None) -> str:
+    def log_model(self, run_id: str, model: Any, name: str = "model", key: str | None = None,
+                  input_example: pd.DataFrame | None = None) -> str:
         """Log a scikit-learn model (with its featurizer) in the MLflow sklearn flavor; return its model id.
-        `key` is kept as the model's tag MODEL_KEY_TAG, so `find_model` can tell it was logged already."""
+        `key` is kept as the model's tag MODEL_KEY_TAG, so `find_model` can tell it was logged already. The pyfunc
+        method is `predict_proba`; with `input_example` (a few raw input rows) the model also gets that example and
+        a signature: the example's columns in, one probability per class out."""
         import skops.io
+        from mlflow.models import infer_signature
 
         mlflow.set_tracking_uri(self.tracking_uri)
+        model = _lean_copy(model)
         # skops refuses types it does not know (e.g. CalibratedClassifierCV's internals); trust the classes of
         # scikit-learn, numpy and scipy, which we built ourselves. Anything else falls back to cloudpickle.
         untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
         ours = all(trusted_type(t) for t in untrusted)
         options = ({"serialization_format": "skops", "skops_trusted_types": untrusted or None} if ours
                    else {"serialization_format": "cloudpickle"})
+        signature = (None if input_example is None else
+                     infer_signature(input_example, getattr(model, PREDICT_METHOD)(input_example)))
         with mlflow.start_run(run_id=run_id, nested=True):
             info = mlflow.sklearn.log_model(model, name=name, pip_requirements=_requirements(),
-                                            tags={MODEL_KEY_TAG: key} if key else None, **options)
+                                            tags={MODEL_KEY_TAG: key} if key else None, signature=signature,
+                                            input_example=input_example, pyfunc_predict_fn=PREDICT_METHOD,
+                                            **options)
         return info.model_id
 
     def find_model(self, run_id: str, key: str) -> str | None:
@@ -188,6 +227,127 @@ class Tracker:
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
+    def log_inputs(self, run_id: str, inputs: list[RunInput]) -> int:
+        """Log datasets as the run's inputs, each with a digest of its content, unless the run has that dataset
+        already (a resumed run); returns how many were logged."""
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        run = self.client.get_run(run_id)
+        have = {(d.dataset.name, d.dataset.digest) for d in (run.inputs.dataset_inputs if run.inputs else [])}
+        new = []
+        for item in inputs:
+            digest = frame_digest(item.frame)
+            if (item.name, digest) in have:
+                continue
+            if Path(item.source).is_absolute():
+                with warnings.catch_warnings():  # MLflow registers its local file source twice, and says so
+                    warnings.simplefilter("ignore", UserWarning)
+                    source = resolve_dataset_source(item.source)
+            else:
+                source = CodeDatasetSource({"al_loop.dataset": item.source})
+            dataset = mlflow.data.from_pandas(item.frame, source=source, targets=item.targets, name=item.name,
+                                              digest=digest)
+            new.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(CONTEXT_TAG, item.context)]))
+        if new:
+            self.client.log_inputs(run_id, datasets=new)
+        return len(new)
+
+    def register_model(self, model_id: str, run_id: str, name: str, alias: str | None = None) -> RegisteredVersion:
+        """Register a logged model as a version of `name` (created if new), once: the version this run registered
+        from that model before (e.g. before a crash) is reused. `name@latest` then names it (MLflow's built-in
+        alias for the newest version), and `name@alias` too if an alias is given."""
+        mlflow.set_tracking_uri(self.tracking_uri)  # MLflow's sqlite registry looks the logged model up there
+        source = f"models:/{model_id}"
+        try:
+            self.client.create_registered_model(name, description="Final models of al-loop runs of the experiment "
+                                                                   "of the same name")
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        found = [v for v in self.client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+                 if v.source == source]
+        version = (min(found, key=lambda v: int(v.version)) if found else
+                   self.client.create_model_version(name, source, run_id=run_id, model_id=model_id))
+        if alias:
+            self.client.set_registered_model_alias(name, alias, version.version)
+        return RegisteredVersion(name, str(version.version), model_id)
+
+    def resolve_registered(self, reference: str) -> RegisteredVersion:
+        """The registered model version that `NAME@ALIAS` or `NAME/VERSION` (optionally `models:/...`) names, and
+        the id of the logged model it was registered from (None if it was not registered from one).
+        Raises AlLoopError for an unknown name, alias or version, naming what there is."""
+        name, alias, number = parse_model_reference(reference)
+        registered = self._registered(name)
+        try:
+            version = (self.client.get_model_version_by_alias(name, alias) if alias is not None
+                       else self.client.get_model_version(name, str(number)))
+        except MlflowException:
+            aliases = ", ".join(f"{a} (version {v})" for a, v in sorted(registered.aliases.items()))
+            what = f"no alias {alias!r}" if alias is not None else f"no version {number}"
+            raise AlLoopError(f"the registered model {name!r} has {what} in {shown_uri(self.tracking_uri)}; its "
+                              f"aliases: {aliases or 'none but latest'}. Name one of them, e.g. --model "
+                              f"{name}@{LATEST}") from None
+        model_id = getattr(version, "model_id", None) or _model_id_of(str(version.source or ""))
+        return RegisteredVersion(name, str(version.version), model_id)
+
+    def _registered(self, name: str) -> Any:
+        try:
+            return self.client.get_registered_model(name)
+        except MlflowException:
+            known = sorted(m.name for m in self.client.search_registered_models(max_results=20))
+            raise AlLoopError(f"there is no registered model {name!r} in {shown_uri(self.tracking_uri)}; registered "
+                              f"models: {', '.join(known) or 'none'}. A loop registers its final model under its "
+                              "experiment's name when it finishes (`al-loop run` prints it)") from None
+
+
+def registered_model_name(experiment: str) -> str:
+    """The registered model of an experiment: its name, with what MLflow refuses in a model name ('/', ':')
+    and quotes replaced by '-'."""
+    return re.sub(r"[/:'\"\\]+", "-", experiment).strip("-") or "al-loop"
+
+
+def model_alias(run_name: str) -> str | None:
+    """An alias for a run's final model: the run name with what MLflow refuses in an alias replaced by '-'
+    (None for names MLflow reserves: `latest` and version aliases such as `v3`)."""
+    alias = re.sub(r"[^\w-]+", "-", run_name).strip("-")
+    return None if not alias or alias.lower() == LATEST or re.fullmatch(r"[vV]\d+", alias) else alias
+
+
+def parse_model_reference(reference: str) -> tuple[str, str | None, int | None]:
+    """(name, alias, version) of `NAME@ALIAS`, `NAME/VERSION` or `NAME` (= `NAME@latest`), with or without
+    `models:/`. Raises AlLoopError for anything else."""
+    text = reference.strip().removeprefix("models:/").strip("/")
+    name, alias, number = text, None, None
+    if "@" in text:
+        name, _, alias = text.rpartition("@")
+    elif "/" in text:
+        name, _, suffix = text.rpartition("/")
+        if not suffix.isdigit():
+            name = ""
+        number = int(suffix) if suffix.isdigit() else None
+    else:
+        alias = LATEST
+    if not name or "/" in name or ":" in name or (not alias and number is None):
+        raise AlLoopError(f"--model {reference!r} does not name a registered model version: give NAME@ALIAS "
+                          "(e.g. al-loop@latest), NAME/VERSION or models:/NAME@ALIAS")
+    return name, alias, number
+
+
+def _model_id_of(source: str) -> str | None:
+    """The logged model id of a `models:/<model_id>` source (what al-loop registers), else None."""
+    rest = source.removeprefix("models:/") if source.startswith("models:/") else ""
+    return rest if rest and "/" not in rest and "@" not in rest else None
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """A digest of a table's content (every row and column, names and types): the same data, the same digest."""
+    digest = hashlib.sha256()
+    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    digest.update(str(len(frame)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:32]  # MLflow keeps at most 36 characters
+
 
 def trusted_type(name: str) -> bool:
     """al-loop's allow-list for skops: a class (not a function) of scikit-learn, numpy or scipy."""
@@ -198,6 +358,32 @@ def trusted_type(name: str) -> bool:
         return isinstance(getattr(importlib.import_module(module), attribute), type)
     except (ImportError, AttributeError, ValueError):
         return False
+
+
+def _lean_copy(model: Any) -> Any:
+    """A copy of a fitted model that skops writes quickly, predicting the same: a text vectorizer's vocabulary maps
+    terms to Python ints (skops writes each numpy int as a file of its own: seconds for a few thousand terms)."""
+    from sklearn.base import BaseEstimator
+
+    model = copy.deepcopy(model)
+    seen: set[int] = set()
+
+    def visit(item: Any) -> None:
+        if id(item) in seen:
+            return
+        seen.add(id(item))
+        if isinstance(item, list | tuple):
+            for part in item:
+                visit(part)
+        elif isinstance(item, BaseEstimator):
+            vocabulary = getattr(item, "vocabulary_", None)
+            if isinstance(vocabulary, dict):
+                item.vocabulary_ = {term: int(index) for term, index in vocabulary.items()}
+            for value in vars(item).values():
+                visit(value)
+
+    visit(model)
+    return model
 
 
 def _digest(folder: Path) -> str:
@@ -327,7 +513,8 @@ def _follow_a_moved_store(tracking_uri: str) -> None:
                      if old and old != here and old.startswith("file://") and old.endswith("/mlartifacts")]
             for old in moved:
                 db.execute("UPDATE experiments SET artifact_location = ? WHERE artifact_location = ?", (here, old))
-                for table, column in (("runs", "artifact_uri"), ("logged_models", "artifact_location")):
+                for table, column in (("runs", "artifact_uri"), ("logged_models", "artifact_location"),
+                                      ("model_versions", "storage_location"), ("model_versions", "source")):
                     if table in tables:
                         db.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
                                    f"WHERE substr({column}, 1, ?) = ?", (here, len(old) + 1, len(old) + 1, old + "/"))
