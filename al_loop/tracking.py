@@ -498,9 +498,13 @@ def _store_error(tracking_uri: str, error: Exception) -> AlLoopError:
 
 
 def _follow_a_moved_store(tracking_uri: str) -> None:
-    """A sqlite store moved with its output folder keeps, in its experiments and runs, the old absolute folder of
-    the artifacts that al-loop put beside it (`.../mlartifacts`); point them at the folder beside it now, so that a
-    resumed run logs there, not into the old place, and earlier artifacts (moved along) are found again."""
+    """A sqlite store moved with its output folder keeps, in its experiments, runs, logged models and registered
+    model versions, the old absolute folder of the artifacts that al-loop put beside it (`.../mlartifacts`); point
+    them at the folder beside it now, so that a resumed run logs there, not into the old place, and earlier artifacts
+    (moved along) are found again, also through `models:/NAME@ALIAS`.
+
+    MLflow allows nothing relative here: it resolves a relative artifact location against the working directory
+    when the experiment is created, and `mlflow-artifacts:` URIs resolve only through a tracking server (HTTP)."""
     path, here = _sqlite_path(tracking_uri), _artifact_location(tracking_uri)
     if path is None or here is None or not Path(path).is_file() or Path(path).stat().st_size == 0:
         return
