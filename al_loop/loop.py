@@ -153,7 +153,7 @@ def run_inputs(config: Config, workspace: Workspace) -> list[RunInput]:
                                   (workspace.splits.test, "test", test_source)):
         if table is None:
             continue
-        frame = table.inputs.reset_index(drop=True).copy()
+        frame = table.inputs.reset_index(drop=True)  # a new frame (copy-on-write): the table is not changed
         frame.insert(0, id_column, pd.Series(table.ids, dtype=str))
         if table.labels is not None:
             frame[label_column] = pd.Series(table.labels, dtype=object)

@@ -250,7 +250,10 @@ class Tracker:
                                               digest=digest)
             new.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(CONTEXT_TAG, item.context)]))
         if new:
-            self.client.log_inputs(run_id, datasets=new)
+            try:
+                self.client.log_inputs(run_id, datasets=new)
+            except MlflowException:  # another run of the experiment stored the same dataset at that moment (a
+                self.client.log_inputs(run_id, datasets=new)  # unique key): it is there now, and is linked
         return len(new)
 
     def register_model(self, model_id: str, run_id: str, name: str, alias: str | None = None) -> RegisteredVersion:

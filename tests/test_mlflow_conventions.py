@@ -155,6 +155,43 @@ def test_the_dataset_digest_is_stable_and_follows_the_content() -> None:
     assert len(frame_digest(frame)) <= 36  # what MLflow's store keeps
 
 
+def _log_the_same_datasets(uri: str, barrier, failures) -> None:
+    from al_loop.tracking import RunInput
+
+    tracker = Tracker(uri, "same-datasets")
+    for k in range(12):
+        run_id = tracker.start_run(f"seed{k}", {}, {})
+        barrier.wait()  # both processes log the same new dataset at the same moment
+        try:
+            tracker.log_inputs(run_id, [RunInput(f"pool{k}", "training", pd.DataFrame({"x": [k, 1.0]}), "digits")])
+        except Exception as error:  # what a parallel benchmark child would die of
+            failures.put(f"{type(error).__name__}: {str(error)[:200]}")
+
+
+def test_parallel_runs_logging_the_same_dataset_both_get_it(tmp_path: Path) -> None:
+    """Parallel children of a benchmark log the same pool at once: MLflow's unique key on a dataset must not fail
+    one of them."""
+    import multiprocessing
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    Tracker(uri, "same-datasets")  # the store and the experiment exist before the race
+    context = multiprocessing.get_context("spawn")
+    barrier, failures = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_log_the_same_datasets, args=(uri, barrier, failures)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=300)
+    assert [w.exitcode for w in workers] == [0, 0]
+    errors = []
+    while not failures.empty():
+        errors.append(failures.get(timeout=5))
+    assert errors == []
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("same-datasets").experiment_id])
+    assert len(runs) == 24 and all(len(r.inputs.dataset_inputs) == 1 for r in runs)
+
+
 # --- the audit table -------------------------------------------------------------------------------------------------
 
 def _logged_audit(config: Config, run_id: str, tmp_path: Path) -> pd.DataFrame:
