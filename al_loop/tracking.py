@@ -14,7 +14,6 @@ import copy
 import errno
 import hashlib
 import importlib
-import logging
 import os
 import pickle
 import re
@@ -39,7 +38,6 @@ from al_loop.errors import AlLoopError, BrokenStateError, ServiceError, storage_
 from al_loop.ledger import Ledger
 from al_loop.redact import redact
 
-log = logging.getLogger(__name__)
 PARENT_TAG = "mlflow.parentRunId"
 MODEL_KEY_TAG = "al_loop.model_key"  # on a logged model: which finished state of which run it is
 PREDICT_METHOD = "predict_proba"  # the pyfunc method of a logged model: class probabilities on raw rows
@@ -300,8 +298,8 @@ class Tracker:
         except MlflowException:
             known = sorted(m.name for m in self.client.search_registered_models(max_results=20))
             raise AlLoopError(f"there is no registered model {name!r} in {shown_uri(self.tracking_uri)}; registered "
-                              f"models: {', '.join(known) or 'none'}. A loop registers its final model under its "
-                              "experiment's name when it finishes (`al-loop run` prints it)") from None
+                              f"models: {', '.join(known) or 'none'}. A loop registers its final model when it "
+                              "finishes, under its tracking.experiment ('/', ':' and quotes as '-')") from None
 
 
 def registered_model_name(experiment: str) -> str:
