@@ -34,12 +34,13 @@ from al_loop import __version__, selection
 from al_loop.agreement import agreement_report, as_metrics
 from al_loop.annotators.base import Annotator, PullResult, TaskRequest
 from al_loop.annotators.factory import build_annotator, build_specialists
-from al_loop.config import Config, LabelStudioAnnotatorConfig, check_estimator
+from al_loop.config import Config, LabelStudioAnnotatorConfig, SimulatedAnnotatorConfig, check_estimator
 from al_loop.consensus import DAWID_SKENE, dawid_skene
+from al_loop.curves import run_summary
 from al_loop.decisions import break_even_metrics, routing_metrics, stop_rule_fired, stop_set, stop_set_kappa
 from al_loop.distributed import connect as dask_connect
 from al_loop.distributed import top_candidates as dask_top_candidates
-from al_loop.errors import ConfigError, DataError, WaitTimeout
+from al_loop.errors import AlLoopError, ConfigError, DataError, WaitTimeout
 from al_loop.ledger import EXPERT_LANE, ROUTINE, Ledger, Pick, RoundRecord, Settlement
 from al_loop.model import FittedModel, build_estimator, evaluate, fit
 from al_loop.plots import plot_learning_curve
@@ -86,14 +87,48 @@ class LoopResult:
 OnRound = Callable[[RoundRecord], None]
 
 
+@dataclass(frozen=True)
+class Reference:
+    """What a run's summary metrics (AUBC, labels to each target) are measured against. Compare and benchmark give
+    it (one full-pool fit per seed, shared by the strategies; AUBC up to the common budget); a lone run makes its
+    own (`reference_for`)."""
+
+    full_accuracy: float | None
+    targets: tuple[float, ...]
+    budget: float | None = None
+
+
+def full_pool_accuracy(config: Config, workspace: Workspace) -> float:
+    """Test accuracy of the model trained on every pool label: the ceiling the curves are measured against."""
+    pool, test = workspace.splits.pool, workspace.splits.test
+    if pool.labels is None or any(v is None for v in pool.labels) or test is None:
+        raise AlLoopError("compare runs in simulation: it needs a label for every pool row and held-out test rows")
+    model = fit(build_estimator(config.model, config.seed), workspace.x_pool, pool.labels, workspace.classes)
+    return evaluate(model, workspace.x_test, test.labels)["accuracy"]
+
+
+def reference_for(config: Config, workspace: Workspace) -> Reference:
+    """A lone run's reference: the full-pool accuracy where the run is a simulation measured on the test split of a
+    fully labeled pool (one more fit on every pool label); none for people's runs (Label Studio), whose curve is
+    summarized by its AUBC only."""
+    pool = workspace.splits.pool
+    simulated = isinstance(config.annotator, SimulatedAnnotatorConfig) and config.evaluation.size == 0
+    labeled = pool.labels is not None and all(v is not None for v in pool.labels)
+    full = (full_pool_accuracy(config, workspace) if simulated and labeled and workspace.splits.test is not None
+            else None)
+    return Reference(full_accuracy=full, targets=tuple(config.compare.targets))
+
+
 def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: Annotator | None = None,
              parent_run_id: str | None = None, on_round: OnRound | None = None, wait: bool = True,
              extra_tags: dict[str, str] | None = None, specialists: Annotator | None = None,
-             requeue_empty: bool = False) -> LoopResult:
+             requeue_empty: bool = False, reference: Reference | None = None) -> LoopResult:
     """Run (or resume) the loop of a config until its budget, max rounds, or the pool runs out.
 
     With `wait=False`, return as soon as the loop would have to wait for annotators. With `requeue_empty`,
-    tasks submitted without a choice are served again to other annotators (where the annotator can).
+    tasks submitted without a choice are served again to other annotators (where the annotator can). At the
+    finish the run logs its summary (AUBC, and labels to each target against `reference`, made for the run
+    if not given).
     """
     workspace = workspace or prepare(config)
     check_plan(config, len(workspace.splits.pool))
@@ -117,7 +152,7 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
             relabeled: list[tuple[str, str | None, str | None]] = []
             if finished:
                 relabeled = loop.relabel_finished()
-                loop.finish(reason, run_dir)
+                loop.finish(reason, run_dir, reference)
                 loop.remember_final_labels()
         except BaseException as error:
             status = "RUNNING" if isinstance(error, WaitTimeout) else (
@@ -586,8 +621,8 @@ class _Loop:
 
     # -- the end ----------------------------------------------------------------------------------
 
-    def finish(self, reason: str, run_dir: Path) -> None:
-        """Plot the learning curve, log the final model, and close the MLflow run."""
+    def finish(self, reason: str, run_dir: Path, reference: Reference | None = None) -> None:
+        """Plot the learning curve, log the summary metrics and the final model, and close the MLflow run."""
         rounds = [r for r in self.ledger.rounds() if "accuracy" in r.metrics]
         labels = self.ledger.labels()
         # the labels' content, not only their count: a label corrected after the finish gives another key, so the
@@ -599,6 +634,7 @@ class _Loop:
                 png = plot_learning_curve([r.n_labels for r in rounds], [r.metrics["accuracy"] for r in rounds],
                                           run_dir / "learning_curve.png", f"{self.config.run_name}")
                 self.tracker.log_artifact(self.run_id, png)
+                self.log_summary(rounds, reference or reference_for(self.config, self.ws))
             model = self.model_for(labels) if labels else None
             if self.config.tracking.log_model and model is not None and hasattr(model.estimator, "fit"):
                 pipeline = Pipeline([("features", self.ws.featurizer), ("model", model.estimator)])
@@ -610,6 +646,13 @@ class _Loop:
                 {"flagged_annotators": ", ".join(flagged)} if flagged else {})})
             self.ledger.set_meta("finished", finished_key)
         self.tracker.end_run(self.run_id)
+
+    def log_summary(self, rounds: list[RoundRecord], reference: Reference) -> None:
+        """AUBC, full-pool accuracy and labels to each target, at the last step: one value per run, so the runs
+        table can sort and compare runs by them."""
+        summary = run_summary([r.n_labels for r in rounds], [r.metrics["accuracy"] for r in rounds],
+                              reference.targets, reference.full_accuracy, reference.budget)
+        self.tracker.log_metrics(self.run_id, summary, step=int(rounds[-1].n_labels or 0))
 
     def log_final_model(self, pipeline: Pipeline, finished_key: str) -> None:
         """Log the final model once, even across a crash, and record which one (id and content hash).
