@@ -893,10 +893,10 @@ def open_store(tracking_uri: str, experiment: str) -> Tracker:
 
 def latest_parent(tracker: Tracker) -> str:
     """The newest finished compare or benchmark parent run of the tracker's experiment."""
-    found = tracker.client.search_runs([tracker.experiment_id],
-                                       filter_string="tags.`al_loop.kind` IN ('compare', 'benchmark') "
-                                                     "and attributes.status = 'FINISHED'",
-                                       order_by=["attributes.start_time DESC"], max_results=1)
+    found = [run for kind in ("compare", "benchmark") for run in tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.`al_loop.kind` = '{kind}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)]
+    found.sort(key=lambda run: run.info.start_time, reverse=True)
     if not found:
         name = tracker.client.get_experiment(tracker.experiment_id).name
         raise AlLoopError(f"no finished comparison in experiment {name!r}: run `al-loop compare CONFIG` (or "

@@ -31,10 +31,17 @@ from scipy import sparse
 from sklearn.pipeline import Pipeline
 
 from al_loop import __version__, selection
-from al_loop.agreement import agreement_report, as_metrics
+from al_loop.agreement import agreement_report, as_metrics, metric_names
 from al_loop.annotators.base import Annotator, PullResult, TaskRequest
 from al_loop.annotators.factory import build_annotator, build_specialists
-from al_loop.config import Config, LabelStudioAnnotatorConfig, SimulatedAnnotatorConfig, check_estimator
+from al_loop.config import (
+    Config,
+    CostsConfig,
+    LabelStudioAnnotatorConfig,
+    RoutingConfig,
+    SimulatedAnnotatorConfig,
+    check_estimator,
+)
 from al_loop.consensus import DAWID_SKENE, dawid_skene
 from al_loop.curves import run_summary
 from al_loop.decisions import break_even_metrics, routing_metrics, stop_rule_fired, stop_set, stop_set_kappa
@@ -495,8 +502,9 @@ class _Loop:
         """
         self.resolve_consensus()
         labels = self.ledger.labels()
-        metrics: dict[str, float] = {"round": float(round_index),
-                                     "reviewed_routed_labels": float(len(self.ledger.routed_labels()))}
+        metrics: dict[str, float] = {"round": float(round_index)}
+        if self.routing_on():
+            metrics["reviewed_routed_labels"] = float(len(self.ledger.routed_labels()))
         if labels:
             model = self.model_for(labels)
             eval_labels = self.ledger.labels(purpose="eval")
@@ -558,6 +566,11 @@ class _Loop:
             log.warning("flagged: %s agree(s) with the consensus less than %.0f%% of the time (quality.flag_below);"
                         " see annotator/*/agreement in MLflow", ", ".join(newly), 100 * flag_below)
             self._flagged.update(newly)
+        if not overall.overall.get("overlapped_examples"):
+            # one answer per task: nothing to agree on, only each annotator's workload (and accuracy, if known)
+            names = metric_names(overall.annotators)
+            return {f"annotator/{names[a]}/{k}": v for a, stats in overall.annotators.items()
+                    for k, v in stats.items() if k in ("answers", "accuracy")}
         metrics = as_metrics(overall, "agreement/overall") | as_metrics(this_round, "agreement/round", False)
         if self.specialists is not None:
             adjudication = self.ledger.adjudication_counts()
@@ -576,9 +589,10 @@ class _Loop:
 
     def decisions(self, round_index: int, model: FittedModel, labels: dict[str, str],
                   held_out: tuple[Any, np.ndarray] | None, metrics: dict[str, float]) -> dict[str, float]:
-        """Routing on the held-out rows, stop-set agreement with the previous model, break-even."""
+        """Routing on the held-out rows (where routing is set up), stop-set agreement with the previous model,
+        break-even (where a value per accuracy point or the break-even rule is set)."""
         out: dict[str, float] = {}
-        if held_out is not None:
+        if held_out is not None and self.routing_on():
             out |= routing_metrics(self.config, model, *held_out)
         current = model.predict_proba(self.ws.x_pool[self.stop_rows]).argmax(axis=1)
         previous = next((p for r in range(round_index - 1, -1, -1)
@@ -588,11 +602,19 @@ class _Loop:
             out["stop_kappa"] = kappa
         # kept per round, so re-evaluating a round after a crash compares with the right predecessor
         self.ledger.set_meta(f"stop_set_predictions/{round_index}", json.dumps(current.tolist()))
-        if "accuracy" in metrics:
+        if "accuracy" in metrics and (self.config.stopping.rule == "break_even"
+                                      or self.config.costs.per_accuracy_point is not None):
             curve = [(float(r.n_labels), r.metrics["accuracy"]) for r in self.ledger.rounds()
                      if r.n_labels and "accuracy" in r.metrics]
             out |= break_even_metrics(self.config, [*curve, (float(len(labels)), metrics["accuracy"])])
         return out
+
+    def routing_on(self) -> bool:
+        """Whether routing means something for this run: `routing` or `costs` set in the config (other than the
+        defaults), or traffic routed through the run (`al-loop route`)."""
+        config = self.config
+        return (config.routing != RoutingConfig() or config.costs != CostsConfig()
+                or bool(self.ledger.routed_labels()) or bool(self.ledger.routed_pending()))
 
     def log(self, round_index: int) -> None:
         record = next(r for r in self.ledger.rounds() if r.round == round_index)
