@@ -80,6 +80,9 @@ _RESERVED_PARAMS = {"random_state": "set generator.random_state instead",
 # what a generator decides itself; a dataset entry with a generator may set test_size and classes only
 _GENERATED_KEYS = ("path", "name", "text_column", "feature_columns", "id_column", "label_column", "test_path")
 HEADLINE_TARGET = 0.95  # the target of the median speed-up over datasets
+# the parent run's metrics (the table, per dataset and strategy) form their own section of MLflow's chart view,
+# below the children's curves
+TABLE = "table/"
 
 
 class GeneratorConfig(_Strict):
@@ -820,19 +823,19 @@ def _log_parent(tracker: Tracker, run_id: str, plan: SuitePlan, table: pd.DataFr
         for column in ("aubc", "aubc_vs_random", "final_accuracy", "full_pool_accuracy",
                        *(c for c in table.columns if c.startswith("labels_to_"))):
             if not is_missing(row[column]):
-                metrics[f"{column}.{row['dataset']}.{row['strategy']}"] = float(row[column])
+                metrics[f"{TABLE}{column}.{row['dataset']}.{row['strategy']}"] = float(row[column])
         kind, value = row.get(f"speedup_{key}_bound"), row.get(f"speedup_{key}")
         if kind in ("exact", "lower", "upper") and not is_missing(value):
             name = f"speedup_{key}" if kind == "exact" else f"speedup_{key}_{kind}"
-            metrics[f"{name}.{row['dataset']}.{row['strategy']}"] = float(value)
+            metrics[f"{TABLE}{name}.{row['dataset']}.{row['strategy']}"] = float(value)
     if f"speedup_{key}_bound" in table.columns and plan.kind == "benchmark":
         medians = median_speedups(table)
         medians.to_csv(medians_csv, index=False)
         for row in medians.to_dict("records"):
             if row["median_speedup"] is not None:
-                metrics[f"median_speedup_{key}.{row['strategy']}"] = float(row["median_speedup"])
-            metrics[f"median_speedup_{key}_lower_bounds.{row['strategy']}"] = float(row["lower_bounds"])
-            metrics[f"median_speedup_{key}_upper_bounds.{row['strategy']}"] = float(row["upper_bounds"])
+                metrics[f"{TABLE}median_speedup_{key}.{row['strategy']}"] = float(row["median_speedup"])
+            metrics[f"{TABLE}median_speedup_{key}_lower_bounds.{row['strategy']}"] = float(row["lower_bounds"])
+            metrics[f"{TABLE}median_speedup_{key}_upper_bounds.{row['strategy']}"] = float(row["upper_bounds"])
             tags[f"median_speedup_{key}.{row['strategy']}"] = _median_text(row)
     tracker.log_metrics(run_id, metrics)
     for path in (csv, markdown, *([medians_csv] if medians_csv.exists() else []), *plots.values()):

@@ -95,7 +95,7 @@ def test_every_child_logs_its_aubc_full_pool_accuracy_and_labels_to_each_target(
         assert any(k.startswith("labels_to_") for k in metrics), "digits reaches 80% of the full pool within 60"
         full.setdefault(child.data.tags["seed"], set()).add(metrics["full_pool_accuracy"])
     assert all(len(v) == 1 for v in full.values()), "one full-pool accuracy per seed, shared by the strategies"
-    assert parent.data.metrics["full_pool_accuracy.digits.margin"] == pytest.approx(np.mean(
+    assert parent.data.metrics["table/full_pool_accuracy.digits.margin"] == pytest.approx(np.mean(
         [next(iter(v)) for v in full.values()]))
 
 

@@ -54,6 +54,6 @@ def test_the_notebook_prints_the_table_the_cli_printed(tmp_path: Path, monkeypat
 def test_without_a_store_the_notebook_says_what_to_run_and_creates_nothing(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     config = small_config(tmp_path)
-    with pytest.raises(CellExecutionError, match="no MLflow store at .*al-loop compare"):
+    with pytest.raises(CellExecutionError, match=r"no MLflow store at .*al-loop compare"):
         execute(monkeypatch, config)
     assert not (tmp_path / "runs").exists(), "no empty store was made"
