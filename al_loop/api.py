@@ -23,6 +23,7 @@ from al_loop.benchmark import (
     run_benchmark,
     store_of,
     suite_from_mlflow,
+    ui_url,
 )
 from al_loop.compare import Comparison
 from al_loop.config import Config, load_config
@@ -74,4 +75,5 @@ __all__ = [
     "run_loop",
     "store_of",
     "suite_from_mlflow",
+    "ui_url",
 ]

@@ -158,6 +158,7 @@ class BenchmarkResult:
     runs: list[SeedRun]
     table: pd.DataFrame
     plots: dict[str, Path]
+    experiment_id: str = ""
 
 
 def load_benchmark(path: str | Path, output_dir: str | Path | None = None
@@ -332,7 +333,8 @@ def run_suite(suite: BenchmarkConfig, configs: dict[str, Config], plan: SuitePla
     table = summarize(runs, suite.targets, suite.bootstrap, seed=suite.first_seed)
     plots = {name: plot_dataset(runs, name, plan.folder / plan.plot_file.format(dataset=name)) for name in configs}
     _log_parent(tracker, parent, plan, table, plots, runs)
-    return BenchmarkResult(parent_run_id=parent, folder=plan.folder, runs=runs, table=table, plots=plots)
+    return BenchmarkResult(parent_run_id=parent, folder=plan.folder, runs=runs, table=table, plots=plots,
+                           experiment_id=tracker.experiment_id)
 
 
 def _strategies_for(suite: BenchmarkConfig, config: Config, plan: SuitePlan) -> list[str]:
@@ -860,6 +862,12 @@ class StoredSuite:
     def markdown(self) -> str:
         """The table as the command printed it (compare's short table, or the benchmark's)."""
         return results_markdown(self.table, compact=self.kind == "compare")
+
+
+def ui_url(experiment_id: str, port: int = 5000) -> str:
+    """The runs page of an experiment in `mlflow ui`, in its training view (MLflow 3.17 opens the GenAI view unless
+    told: its GenAI / Model training switch, remembered per browser, decides over the experiment's tag)."""
+    return f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 def store_of(config_path: str | Path) -> tuple[str, str]:

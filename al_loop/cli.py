@@ -186,8 +186,9 @@ def compare(config: ConfigArg,
     console.print(f"full-pool accuracy (every pool label): {result.full_pool_accuracy:.3f}")
     console.print(f"curves: {result.plot}")
     console.print(f"MLflow parent run {result.parent_run_id}; UI: mlflow ui --backend-store-uri "
-                  f"{redact(cfg.tracking_uri)} "
-                  "--host 127.0.0.1", soft_wrap=True, highlight=False)
+                  f"{redact(cfg.tracking_uri)} --host 127.0.0.1 --port 5000, then open "
+                  f"{api.ui_url(result.experiment_id)} (expand the run compare-{result.table['dataset'].iloc[0]})",
+                  soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -253,7 +254,9 @@ def benchmark(config: Annotated[Path, typer.Argument(help="Benchmark suite YAML,
     console.print(api.results_markdown(result.table), highlight=False, soft_wrap=True)
     console.print(f"results: {result.folder / 'results.md'} and results.csv; plots: "
                   f"{', '.join(str(p) for p in result.plots.values())}", soft_wrap=True, highlight=False)
-    console.print(f"MLflow parent run {result.parent_run_id} (experiment {suite.tracking.experiment})", highlight=False)
+    console.print(f"MLflow parent run {result.parent_run_id} (experiment {suite.tracking.experiment}); UI: mlflow ui "
+                  f"--backend-store-uri {redact(suite.tracking.uri or '')} --host 127.0.0.1 --port 5000, then open "
+                  f"{api.ui_url(result.experiment_id)}", highlight=False, soft_wrap=True)
 
 
 def _print_finished(run: api.SeedRun) -> None:

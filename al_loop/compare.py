@@ -36,6 +36,7 @@ class Comparison:
     table: pd.DataFrame
     plot: Path
     runs: list[SeedRun]
+    experiment_id: str = ""
 
 
 def _parse_strategies(strategies: Sequence[str]) -> list[str]:
@@ -85,4 +86,4 @@ def compare(config: Config, strategies: Sequence[str] | None = None, seeds: int 
     result = run_suite(suite, {label: child}, plan, on_done=on_done, on_round=on_round)
     return Comparison(parent_run_id=result.parent_run_id, folder=folder,
                       full_pool_accuracy=float(result.table["full_pool_accuracy"].iloc[0]), table=result.table,
-                      plot=result.plots[label], runs=result.runs)
+                      plot=result.plots[label], runs=result.runs, experiment_id=result.experiment_id)
