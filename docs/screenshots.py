@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -98,9 +99,12 @@ def main() -> None:
             page.keyboard.press("Escape")
             page.wait_for_timeout(1_500)
             page.screenshot(path=str(args.out / "mlflow_runs.png"))
-            # 2. the chart view: the curves of the runs listed (the parent's children, and the main run) overlaid
+            # 2. the chart view: the curves of the runs listed overlaid (MLflow shows the first 10; eye icons)
             page.locator('label:has(input[value="CHART"])').first.click()
             page.wait_for_timeout(6_000)
+            # sections of prefixed metrics (annotator/…, auto/…) come first: scroll to the curves, in "Model metrics"
+            page.get_by_text(re.compile(r"^Model metrics")).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(2_000)
             page.screenshot(path=str(args.out / "mlflow_charts.png"))
             browser.close()
     finally:
