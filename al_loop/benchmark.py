@@ -20,6 +20,7 @@ import inspect
 import json
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -810,6 +811,11 @@ def parent_run(tracker: Tracker, suite: BenchmarkConfig, plan: SuitePlan) -> str
                 "targets": json.dumps(suite.targets), "bootstrap": str(suite.bootstrap)})
 
 
+def _key(name: str) -> str:
+    """A dataset name usable in an MLflow metric key (compare's is a file's stem: any character)."""
+    return re.sub(r"[^A-Za-z0-9_.\- ]", "_", name)
+
+
 def _log_parent(tracker: Tracker, run_id: str, plan: SuitePlan, table: pd.DataFrame, plots: dict[str, Path],
                 runs: Sequence[SeedRun]) -> None:
     folder = plan.folder
@@ -825,11 +831,11 @@ def _log_parent(tracker: Tracker, run_id: str, plan: SuitePlan, table: pd.DataFr
         for column in ("aubc", "aubc_vs_random", "final_accuracy", "full_pool_accuracy",
                        *(c for c in table.columns if c.startswith("labels_to_"))):
             if not is_missing(row[column]):
-                metrics[f"{TABLE}{column}.{row['dataset']}.{row['strategy']}"] = float(row[column])
+                metrics[f"{TABLE}{column}.{_key(row['dataset'])}.{row['strategy']}"] = float(row[column])
         kind, value = row.get(f"speedup_{key}_bound"), row.get(f"speedup_{key}")
         if kind in ("exact", "lower", "upper") and not is_missing(value):
             name = f"speedup_{key}" if kind == "exact" else f"speedup_{key}_{kind}"
-            metrics[f"{TABLE}{name}.{row['dataset']}.{row['strategy']}"] = float(value)
+            metrics[f"{TABLE}{name}.{_key(row['dataset'])}.{row['strategy']}"] = float(value)
     if f"speedup_{key}_bound" in table.columns and plan.kind == "benchmark":
         medians = median_speedups(table)
         medians.to_csv(medians_csv, index=False)
