@@ -11,7 +11,20 @@ from typing import Any
 
 from al_loop import compare as _compare
 from al_loop import loop as _loop
-from al_loop.benchmark import BenchmarkResult, SeedRun, load_benchmark, results_markdown, run_benchmark
+from al_loop.benchmark import (
+    BenchmarkResult,
+    SeedRun,
+    StoredSuite,
+    compare_view,
+    latest_parent,
+    load_benchmark,
+    open_store,
+    results_markdown,
+    run_benchmark,
+    store_of,
+    suite_from_mlflow,
+    ui_url,
+)
 from al_loop.compare import Comparison
 from al_loop.config import Config, load_config
 from al_loop.loop import LoopResult
@@ -47,13 +60,20 @@ __all__ = [
     "Config",
     "LoopResult",
     "SeedRun",
+    "StoredSuite",
     "Workspace",
     "check_outputs",
     "compare",
+    "compare_view",
+    "latest_parent",
     "load_benchmark",
     "load_config",
+    "open_store",
     "prepare",
     "results_markdown",
     "run_benchmark",
     "run_loop",
+    "store_of",
+    "suite_from_mlflow",
+    "ui_url",
 ]

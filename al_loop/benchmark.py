@@ -8,6 +8,9 @@ loop run with its own ledger, so an interrupted benchmark resumes where it stopp
 Targets are shares of the full-pool accuracy of the same seed (test splits differ by seed). Random may run
 past the common budget (`random_budget`) so that its labels-to-target is measured instead of bounded; every
 comparison of curves (AUBC, wins, Wilcoxon, identical curves) uses the common budget span only.
+
+`al-loop compare` is a one-dataset suite (al_loop.compare): the same runner (`run_suite`), parent run, summary
+and Markdown. `suite_from_mlflow` recomputes a suite's table from what its MLflow runs hold (the notebook).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import inspect
 import json
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +36,6 @@ from sklearn import datasets as sk_datasets
 
 from al_loop import __version__, selection
 from al_loop.auto import ARMS as AUTO_ARMS
-from al_loop.compare import full_pool_accuracy, to_markdown
 from al_loop.config import (
     STRATEGIES,
     Config,
@@ -43,14 +46,19 @@ from al_loop.config import (
     _Strict,
     config_from_dict,
     known_names,
+    load_config,
     read_yaml,
 )
 from al_loop.curves import aubc, is_missing, labels_to_target, mean_curve, target_key
-from al_loop.loop import run_loop
+from al_loop.errors import AlLoopError
+from al_loop.ledger import RoundRecord
+from al_loop.loop import Reference, full_pool_accuracy, run_loop
 from al_loop.plots import plot_mean_curves
 from al_loop.selection import check_pool_size
-from al_loop.tracking import Tracker
+from al_loop.tracking import Tracker, check_store
 from al_loop.workspace import prepare
+
+OnRound = Callable[[str, int, RoundRecord], None]  # (strategy, seed, round) of a suite run in this process
 
 
 # scikit-learn generators a suite may name; nothing else is ever imported from a config value
@@ -73,6 +81,9 @@ _RESERVED_PARAMS = {"random_state": "set generator.random_state instead",
 # what a generator decides itself; a dataset entry with a generator may set test_size and classes only
 _GENERATED_KEYS = ("path", "name", "text_column", "feature_columns", "id_column", "label_column", "test_path")
 HEADLINE_TARGET = 0.95  # the target of the median speed-up over datasets
+# the parent run's metrics (the table, per dataset and strategy) form their own section of MLflow's chart view,
+# below the children's curves
+TABLE = "table/"
 
 
 class GeneratorConfig(_Strict):
@@ -148,6 +159,7 @@ class BenchmarkResult:
     runs: list[SeedRun]
     table: pd.DataFrame
     plots: dict[str, Path]
+    experiment_id: str = ""
 
 
 def load_benchmark(path: str | Path, output_dir: str | Path | None = None
@@ -273,32 +285,63 @@ def run_benchmark(path: str | Path, seeds: int | None = None, n_jobs: int | None
             suite.strategies = list(strategies)
         except ValidationError as error:
             raise ConfigError(_format_validation_error(error, "--strategies")) from None
+    digest = hashlib.sha256(json.dumps(suite.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:10]
+    plan = SuitePlan(kind="benchmark", folder=suite.output_dir / suite.id, run_name=f"benchmark-{suite.id}",
+                     tags={"benchmark_id": suite.id}, params={"suite_hash": digest},
+                     child_tags={"benchmark_id": suite.id}, n_jobs=n_jobs or suite.n_jobs)
+    return run_suite(suite, configs, plan, on_done=on_done)
+
+
+@dataclass(frozen=True)
+class SuitePlan:
+    """How a suite runs and reports: the benchmark, or `al-loop compare` (one dataset, in this process, with its
+    own file names and a shorter table)."""
+
+    kind: Literal["benchmark", "compare"]
+    folder: Path
+    run_name: str
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    child_tags: dict[str, str] = field(default_factory=dict)
+    n_jobs: int = 1
+    skip_large: bool = True  # leave out strategies a pool is too large for (the benchmark); compare refuses
+    table_file: str = "results.csv"
+    markdown_file: str = "results.md"
+    plot_file: str = "curves_{dataset}.png"
+
+
+def run_suite(suite: BenchmarkConfig, configs: dict[str, Config], plan: SuitePlan,
+              on_done: Callable[[SeedRun], None] | None = None, on_round: OnRound | None = None) -> BenchmarkResult:
+    """Every (dataset, strategy, seed) of a suite as a child of one parent run, then the table, plots and the
+    parent's metrics and files. `on_round` is called for every round when the runs are in this process."""
     seed_list = list(range(suite.first_seed, suite.first_seed + suite.seeds))
-    folder = suite.output_dir / suite.id
-    folder.mkdir(parents=True, exist_ok=True)
+    plan.folder.mkdir(parents=True, exist_ok=True)
     extended = random_budgets(suite, configs)
     tracker = Tracker(suite.tracking.uri or "", suite.tracking.experiment)
-    parent = _parent_run(tracker, folder, suite)
-    jobs = [delayed(_run_dataset_seed)(configs[d.name], d.name, _strategies_for(suite, configs[d.name]), seed,
-                                       parent, suite.id, extended[d.name])
+    parent = parent_run(tracker, suite, plan)
+    in_process = plan.n_jobs == 1
+    jobs = [delayed(_run_dataset_seed)(configs[d.name], d.name, _strategies_for(suite, configs[d.name], plan), seed,
+                                       parent, plan.child_tags, tuple(suite.targets), extended[d.name],
+                                       on_round if in_process else None)
             for d in suite.datasets for seed in seed_list]
     runs: list[SeedRun] = []
-    for batch in Parallel(n_jobs=n_jobs or suite.n_jobs, return_as="generator_unordered")(jobs):
+    for batch in Parallel(n_jobs=plan.n_jobs, return_as="generator_unordered")(jobs):
         for run in batch:
             runs.append(run)
             if on_done is not None:
                 on_done(run)
     runs.sort(key=lambda r: (r.dataset, r.strategy, r.seed))
     table = summarize(runs, suite.targets, suite.bootstrap, seed=suite.first_seed)
-    plots = {name: plot_dataset(runs, name, folder / f"curves_{name}.png") for name in configs}
-    _log_parent(tracker, parent, folder, table, plots, runs)
-    return BenchmarkResult(parent_run_id=parent, folder=folder, runs=runs, table=table, plots=plots)
+    plots = {name: plot_dataset(runs, name, plan.folder / plan.plot_file.format(dataset=name)) for name in configs}
+    _log_parent(tracker, parent, plan, table, plots, runs)
+    return BenchmarkResult(parent_run_id=parent, folder=plan.folder, runs=runs, table=table, plots=plots,
+                           experiment_id=tracker.experiment_id)
 
 
-def _strategies_for(suite: BenchmarkConfig, config: Config) -> list[str]:
+def _strategies_for(suite: BenchmarkConfig, config: Config, plan: SuitePlan) -> list[str]:
     """The suite's strategies, without those whose declared pool limit (the registry's, or the suite's
-    ranked_batch_max_pool) this dataset's pool exceeds."""
-    if all(selection.get(s).needs.max_pool is None for s in suite.strategies):
+    ranked_batch_max_pool) this dataset's pool exceeds (compare keeps them: the loop refuses with a message)."""
+    if not plan.skip_large or all(selection.get(s).needs.max_pool is None for s in suite.strategies):
         return list(suite.strategies)
     pool_size = len(prepare(config).splits.pool)
     overrides = {"ranked_batch": suite.ranked_batch_max_pool}
@@ -306,12 +349,15 @@ def _strategies_for(suite: BenchmarkConfig, config: Config) -> list[str]:
 
 
 def _run_dataset_seed(config: Config, dataset: str, strategies: Sequence[str], seed: int, parent: str,
-                      benchmark_id: str, random_budget: int | None = None) -> list[SeedRun]:
+                      child_tags: dict[str, str], targets: tuple[float, ...], random_budget: int | None = None,
+                      on_round: OnRound | None = None) -> list[SeedRun]:
     """All strategies for one (dataset, seed), sharing the features (one worker process). Random runs to
-    `random_budget` when given; every run records the common budget."""
+    `random_budget` when given; every run records the common budget, and logs its AUBC (up to it), the seed's
+    full-pool accuracy and its labels to each target."""
     seeded = config.with_overrides(seed=seed)
     workspace = prepare(seeded)
     full = full_pool_accuracy(seeded, workspace)
+    reference = Reference(full_accuracy=full, targets=targets, budget=config.loop.budget)
     tracker = Tracker(seeded.tracking_uri, seeded.tracking.experiment)
     out = []
     for strategy in strategies:
@@ -319,9 +365,9 @@ def _run_dataset_seed(config: Config, dataset: str, strategies: Sequence[str], s
         if strategy == "random" and random_budget is not None:
             run_config = run_config.model_copy(
                 update={"loop": run_config.loop.model_copy(update={"budget": random_budget})})
-        result = run_loop(run_config, workspace=workspace, parent_run_id=parent,
-                          extra_tags={"benchmark_id": benchmark_id, "dataset": dataset})
-        tracker.log_metrics(result.run_id, {"full_pool_accuracy": full})  # the reference of labels-to-target
+        callback = None if on_round is None else (lambda r, s=strategy: on_round(s, seed, r))
+        result = run_loop(run_config, workspace=workspace, parent_run_id=parent, on_round=callback,
+                          extra_tags={**child_tags, "dataset": dataset}, reference=reference)
         if config.loop.budget is not None:
             tracker.set_tags(result.run_id, {"common_budget": str(config.loop.budget),
                                              "budget": str(run_config.loop.budget)})
@@ -373,53 +419,72 @@ def summarize(runs: Sequence[SeedRun], targets: Sequence[float], n_boot: int, se
     averaged over seeds) to reach it (random on its whole curve), the seeds whose own curve reaches it, and
     the speed-up random's labels / the strategy's labels with a paired bootstrap 95% interval over seeds.
     Where one curve does not reach the target the speed-up is a bound (`speedup_<t>_bound`: exact, lower,
-    upper, initial, none); docs/benchmark.md states the rules."""
+    upper, initial, none); docs/benchmark.md states the rules. Without random (compare may run without it), the
+    columns against random are empty (None)."""
     rows = []
     for dataset in sorted({r.dataset for r in runs}):
         mine = [r for r in runs if r.dataset == dataset]
         baseline = {r.seed: r for r in mine if r.strategy == "random"}
-        full = float(np.mean([r.full_accuracy for r in baseline.values()]))
+        fulls = {r.seed: r.full_accuracy for r in mine if not baseline or r.seed in baseline}
+        full = float(np.mean([fulls[s] for s in sorted(fulls)]))
         strategies = _ordered({r.strategy for r in mine})
         identical = _identical(mine, strategies)
         for strategy in strategies:
             by_seed = {r.seed: r for r in mine if r.strategy == strategy}
-            seeds = sorted(set(by_seed) & set(baseline))
+            seeds = sorted(set(by_seed) & set(baseline)) if baseline else sorted(by_seed)
             span = [_within_budget(by_seed[s]) for s in seeds]
-            base_span = [_within_budget(baseline[s]) for s in seeds]
             aubcs = np.array([aubc(x, y) for x, y in span])
-            random_aubcs = np.array([aubc(x, y) for x, y in base_span])
+            finals = np.array([y[-1] for _, y in span])
             row: dict[str, Any] = {
                 "dataset": dataset, "strategy": strategy, "seeds": len(seeds), "full_pool_accuracy": full,
                 "budget": float(np.min([x[-1] for x, _ in span])),
-                "aubc": float(aubcs.mean()), "aubc_sd": float(aubcs.std(ddof=1)) if len(seeds) > 1 else 0.0,
-                "aubc_vs_random": float((aubcs - random_aubcs).mean()),
-                "wins_vs_random": int((aubcs > random_aubcs).sum()),
-                "wilcoxon_p": _wilcoxon(aubcs, random_aubcs),
-                "final_accuracy": float(np.mean([y[-1] for _, y in span])),
+                "aubc": float(aubcs.mean()), "aubc_sd": _sd(aubcs),
+                "aubc_vs_random": None, "wins_vs_random": None, "wilcoxon_p": None,
+                "final_accuracy": float(finals.mean()), "final_accuracy_sd": _sd(finals),
                 "seconds_per_round": float(np.nanmean([by_seed[s].round_seconds for s in seeds])),
                 "identical_to": identical.get(strategy),
             }
+            if baseline:
+                random_aubcs = np.array([aubc(x, y) for x, y in (_within_budget(baseline[s]) for s in seeds)])
+                row |= {"aubc_vs_random": float((aubcs - random_aubcs).mean()),
+                        "wins_vs_random": int((aubcs > random_aubcs).sum()),
+                        "wilcoxon_p": _wilcoxon(aubcs, random_aubcs)}
             # labels-to-target on curves normalized by each seed's full-pool accuracy; random on its whole curve
             curves = _normalized([by_seed[s] for s in seeds], whole=strategy == "random")
-            base_curves = _normalized([baseline[s] for s in seeds], whole=True)
             row["labels_span"] = float(mean_curve(curves)[0][-1])
-            next_labels = row["labels_span"] + _batch_of([by_seed[s] for s in seeds])
-            base_next = float(mean_curve(base_curves)[0][-1]) + _batch_of(list(baseline.values()))
             for index, target in enumerate(targets):
                 key = target_key(target)
-                # keyed by dataset and target only: every strategy of a dataset sees the same seed resamples
-                rng = np.random.default_rng([seed, _stable_hash(dataset), index])
-                estimate = _speedup(curves, base_curves, target, next_labels, base_next)
-                row[f"labels_to_{key}"] = estimate["labels"]
+                steps, mean, _ = mean_curve(curves)
+                row[f"labels_to_{key}"] = labels_to_target(steps, mean, target)
                 row[f"reached_{key}"] = sum(labels_to_target(x, y, target) is not None for x, y in curves)
-                row[f"speedup_{key}"] = estimate["value"]
-                row[f"speedup_{key}_bound"] = estimate["kind"]
-                interval = (_bootstrap_speedup(curves, base_curves, target, n_boot, rng, next_labels, base_next)
-                            if estimate["kind"] not in ("initial", "none") else {})
-                for part in ("low", "high", "low_bound", "high_bound", "bound_share"):
-                    row[f"speedup_{key}_{part}"] = interval.get(part)
+                if baseline:
+                    # keyed by dataset and target only: every strategy of a dataset sees the same seed resamples
+                    rng = np.random.default_rng([seed, _stable_hash(dataset), index])
+                    row |= _against_random(curves, [baseline[s] for s in seeds], [by_seed[s] for s in seeds],
+                                           list(baseline.values()), target, n_boot, rng, row["labels_span"])
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _sd(values: np.ndarray) -> float:
+    """Sample standard deviation over seeds (0 for one seed)."""
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def _against_random(curves: Curves, paired_random: list[SeedRun], mine: list[SeedRun], every_random: list[SeedRun],
+                    target: float, n_boot: int, rng: np.random.Generator, span: float) -> dict[str, Any]:
+    """The speed-up columns of one target: the estimate, what kind it is, and its bootstrap interval."""
+    key = target_key(target)
+    base_curves = _normalized(paired_random, whole=True)
+    next_labels = span + _batch_of(mine)
+    base_next = float(mean_curve(base_curves)[0][-1]) + _batch_of(every_random)
+    estimate = _speedup(curves, base_curves, target, next_labels, base_next)
+    out = {f"speedup_{key}": estimate["value"], f"speedup_{key}_bound": estimate["kind"]}
+    interval = (_bootstrap_speedup(curves, base_curves, target, n_boot, rng, next_labels, base_next)
+                if estimate["kind"] not in ("initial", "none") else {})
+    for part in ("low", "high", "low_bound", "high_bound", "bound_share"):
+        out[f"speedup_{key}_{part}"] = interval.get(part)
+    return out
 
 
 def _ordered(strategies: set[str]) -> list[str]:
@@ -635,9 +700,37 @@ def plot_dataset(runs: Sequence[SeedRun], dataset: str, path: Path) -> Path:
                             reference=full)
 
 
-def results_markdown(table: pd.DataFrame) -> str:
+def compare_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The table `al-loop compare` prints (one dataset), as text cells: final accuracy and AUBC (mean ± sd over
+    seeds), labels to each target and, with random, the speed-up against it."""
+    shown = pd.DataFrame({
+        "strategy": table["strategy"], "seeds": [str(n) for n in table["seeds"]],
+        "final acc": [f"{a:.3f} ± {s:.3f}" for a, s in zip(table["final_accuracy"], table["final_accuracy_sd"],
+                                                            strict=True)],
+        "AUBC": [f"{a:.3f} ± {s:.3f}" for a, s in zip(table["aubc"], table["aubc_sd"], strict=True)],
+    })
+    _add_targets(shown, table, interval=False)
+    return shown
+
+
+def _add_targets(shown: pd.DataFrame, table: pd.DataFrame, interval: bool) -> None:
+    """Labels to each target (`>N`: not within the N labels of the curve) and the speed-up against random."""
+    spans = table["labels_span"] if "labels_span" in table.columns else [None] * len(table)
+    for column in [c for c in table.columns if c.startswith("labels_to_")]:
+        shown[f"labels→{column[10:-3]}%"] = [_fmt(v, "{:.0f}") if not is_missing(v) or is_missing(span)
+                                             else f">{span:.0f}" for v, span in zip(table[column], spans,
+                                                                                   strict=True)]
+    for column in [c for c in table.columns if c.startswith("speedup_") and c.endswith("pct")]:
+        name = f"speed-up {column[8:-3]}%" + (" [95% CI]" if interval else "")
+        shown[name] = [_speedup_cell(row, column, interval) for _, row in table.iterrows()]
+
+
+def results_markdown(table: pd.DataFrame, compact: bool = False) -> str:
     """The headline table (AUBC, labels and speed-up to each target with its interval, the paired test, time
-    per round), then notes: identical strategies, what ≥ / ≤ mean, and the median speed-up over datasets."""
+    per round), then notes: identical strategies, what ≥ / ≤ mean, and the median speed-up over datasets.
+    `compact`: compare's table (compare_view) and its notes."""
+    if compact:
+        return _with_notes(to_markdown(compare_view(table)), table)
     shown = pd.DataFrame({
         "dataset": table["dataset"], "strategy": table["strategy"], "seeds": table["seeds"],
         "AUBC": [f"{a:.3f} ± {s:.3f}" for a, s in zip(table["aubc"], table["aubc_sd"], strict=True)],
@@ -646,14 +739,18 @@ def results_markdown(table: pd.DataFrame) -> str:
         "Wilcoxon p": [_fmt(p, "{:.3f}") for p in table["wilcoxon_p"]],
         "final acc": [f"{a:.3f}" for a in table["final_accuracy"]],
     })
-    spans = table["labels_span"] if "labels_span" in table.columns else [None] * len(table)
-    for column in [c for c in table.columns if c.startswith("labels_to_")]:
-        shown[f"labels→{column[10:-3]}%"] = [_fmt(v, "{:.0f}") if not is_missing(v) or is_missing(span)
-                                             else f">{span:.0f}" for v, span in zip(table[column], spans,
-                                                                                   strict=True)]
-    for column in [c for c in table.columns if c.startswith("speedup_") and c.endswith("pct")]:
-        shown[f"speed-up {column[8:-3]}% [95% CI]"] = [_speedup_cell(row, column) for _, row in table.iterrows()]
+    _add_targets(shown, table, interval=True)
     shown["s/round"] = [f"{s:.3f}" for s in table["seconds_per_round"]]
+    text = _with_notes(to_markdown(shown), table)
+    lines = median_lines(table)
+    if lines:
+        text += (f"\nMedian speed-up to {HEADLINE_TARGET:.0%} of the full-pool accuracy over datasets (bounds "
+                 "counted at their value):\n\n" + "\n".join(lines) + "\n")
+    return text
+
+
+def _with_notes(text: str, table: pd.DataFrame) -> str:
+    """The notes below a table: identical strategies, and what ≥ / ≤ mean."""
     notes = []
     if "identical_to" in table.columns:
         for (dataset, head), group in table[table["identical_to"].notna()].groupby(["dataset", "identical_to"],
@@ -665,26 +762,35 @@ def results_markdown(table: pd.DataFrame) -> str:
                      "its budget; it is counted as needing its last point plus one batch. ~: an interval end "
                      "that bounded resamples could move either way. initial: the initial set already reaches "
                      "the target.")
-    text = to_markdown(shown)
     if notes:
         text += "\n" + "\n".join(notes) + "\n"
-    lines = median_lines(table)
-    if lines:
-        text += (f"\nMedian speed-up to {HEADLINE_TARGET:.0%} of the full-pool accuracy over datasets (bounds "
-                 "counted at their value):\n\n" + "\n".join(lines) + "\n")
     return text
 
 
-def _speedup_cell(row: pd.Series, column: str) -> str:
+def _speedup_cell(row: pd.Series, column: str, interval: bool = True) -> str:
     kind = row.get(f"{column}_bound", "exact" if not is_missing(row[column]) else "none")
     if kind == "initial":
         return "initial"
     if kind == "none" or is_missing(row[column]):
         return "—"
     value = f"{_PREFIX.get(kind, '')}{row[column]:.2f}x"
+    if not interval:
+        return value
     ends = [_fmt(row[f"{column}_{end}"], _PREFIX.get(row.get(f"{column}_{end}_bound") or "exact", "") + "{:.2f}")
             for end in ("low", "high")]
     return f"{value} [{ends[0]}, {ends[1]}]"
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (hand-written to avoid a `tabulate` dependency); al-loop's one writer."""
+    def cell(value: object) -> str:
+        if is_missing(value):
+            return "not reached"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
 
 
 def _fmt(value: Any, pattern: str) -> str:
@@ -693,44 +799,155 @@ def _fmt(value: Any, pattern: str) -> str:
     return pattern.format(value)
 
 
-def _parent_run(tracker: Tracker, folder: Path, suite: BenchmarkConfig) -> str:
-    digest = hashlib.sha256(json.dumps(suite.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:10]
+def parent_run(tracker: Tracker, suite: BenchmarkConfig, plan: SuitePlan) -> str:
+    """The suite's parent run (resumed through `<folder>/parent_run_id`), tagged with what it compares; its params
+    say how its table is computed (targets, bootstrap, first seed), so suite_from_mlflow gets the same table."""
     return tracker.parent_run(
-        folder / "parent_run_id", f"benchmark-{suite.id}",
-        tags={"al_loop.kind": "benchmark", "benchmark_id": suite.id, "al_loop.version": __version__,
-              "datasets": ",".join(d.name for d in suite.datasets), "strategies": ",".join(suite.strategies)},
-        params={"seeds": str(suite.seeds), "targets": json.dumps(suite.targets), "bootstrap": str(suite.bootstrap),
-                "suite_hash": digest})
+        plan.folder / "parent_run_id", plan.run_name,
+        tags={"al_loop.kind": plan.kind, "al_loop.version": __version__,
+              "datasets": ",".join(d.name for d in suite.datasets), "strategies": ",".join(suite.strategies),
+              "seeds": ",".join(str(suite.first_seed + i) for i in range(suite.seeds)), **plan.tags},
+        params={**plan.params, "seeds": str(suite.seeds), "first_seed": str(suite.first_seed),
+                "targets": json.dumps(suite.targets), "bootstrap": str(suite.bootstrap)})
 
 
-def _log_parent(tracker: Tracker, run_id: str, folder: Path, table: pd.DataFrame, plots: dict[str, Path],
+def _key(name: str) -> str:
+    """A dataset name usable in an MLflow metric key (compare's is a file's stem: any character)."""
+    return re.sub(r"[^A-Za-z0-9_.\- ]", "_", name)
+
+
+def _log_parent(tracker: Tracker, run_id: str, plan: SuitePlan, table: pd.DataFrame, plots: dict[str, Path],
                 runs: Sequence[SeedRun]) -> None:
-    csv, markdown, medians_csv = folder / "results.csv", folder / "results.md", folder / "median_speedups.csv"
+    folder = plan.folder
+    csv, markdown, medians_csv = folder / plan.table_file, folder / plan.markdown_file, folder / "median_speedups.csv"
     table.to_csv(csv, index=False)
     arms = arms_table(runs)
-    markdown.write_text(results_markdown(table) + (
+    markdown.write_text(results_markdown(table, compact=plan.kind == "compare") + (
         "\n\n`auto`: share of its rounds that drew each arm (all seeds)\n\n" + to_markdown(arms.round(3))
         if len(arms) else ""))
     key = target_key(HEADLINE_TARGET)
     metrics, tags = {}, {"runs": str(len(runs))}
     for row in table.to_dict("records"):
-        for column in ("aubc", "aubc_vs_random", "final_accuracy"):
-            metrics[f"{column}.{row['dataset']}.{row['strategy']}"] = float(row[column])
+        for column in ("aubc", "aubc_vs_random", "final_accuracy", "full_pool_accuracy",
+                       *(c for c in table.columns if c.startswith("labels_to_"))):
+            if not is_missing(row[column]):
+                metrics[f"{TABLE}{column}.{_key(row['dataset'])}.{row['strategy']}"] = float(row[column])
         kind, value = row.get(f"speedup_{key}_bound"), row.get(f"speedup_{key}")
         if kind in ("exact", "lower", "upper") and not is_missing(value):
             name = f"speedup_{key}" if kind == "exact" else f"speedup_{key}_{kind}"
-            metrics[f"{name}.{row['dataset']}.{row['strategy']}"] = float(value)
-    if f"speedup_{key}_bound" in table.columns:
+            metrics[f"{TABLE}{name}.{_key(row['dataset'])}.{row['strategy']}"] = float(value)
+    if f"speedup_{key}_bound" in table.columns and plan.kind == "benchmark":
         medians = median_speedups(table)
         medians.to_csv(medians_csv, index=False)
         for row in medians.to_dict("records"):
             if row["median_speedup"] is not None:
-                metrics[f"median_speedup_{key}.{row['strategy']}"] = float(row["median_speedup"])
-            metrics[f"median_speedup_{key}_lower_bounds.{row['strategy']}"] = float(row["lower_bounds"])
-            metrics[f"median_speedup_{key}_upper_bounds.{row['strategy']}"] = float(row["upper_bounds"])
+                metrics[f"{TABLE}median_speedup_{key}.{row['strategy']}"] = float(row["median_speedup"])
+            metrics[f"{TABLE}median_speedup_{key}_lower_bounds.{row['strategy']}"] = float(row["lower_bounds"])
+            metrics[f"{TABLE}median_speedup_{key}_upper_bounds.{row['strategy']}"] = float(row["upper_bounds"])
             tags[f"median_speedup_{key}.{row['strategy']}"] = _median_text(row)
     tracker.log_metrics(run_id, metrics)
     for path in (csv, markdown, *([medians_csv] if medians_csv.exists() else []), *plots.values()):
         tracker.log_artifact(run_id, path)
     tracker.set_tags(run_id, tags)
     tracker.end_run(run_id)
+
+
+# -- reading a suite back from MLflow (the notebook) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredSuite:
+    """A compare or benchmark parent run read back from MLflow: its runs and the table recomputed from them."""
+
+    parent_run_id: str
+    kind: str
+    name: str
+    runs: list[SeedRun]
+    table: pd.DataFrame
+
+    def markdown(self) -> str:
+        """The table as the command printed it (compare's short table, or the benchmark's)."""
+        return results_markdown(self.table, compact=self.kind == "compare")
+
+
+def ui_url(experiment_id: str, port: int = 5000) -> str:
+    """The runs page of an experiment in `mlflow ui`, in its training view (MLflow 3.17 opens the GenAI view unless
+    told: its GenAI / Model training switch, remembered per browser, decides over the experiment's tag)."""
+    return f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def store_of(config_path: str | Path) -> tuple[str, str]:
+    """The tracking URI and experiment of a loop config or a benchmark suite file (nothing is written)."""
+    data, base = read_yaml(config_path)
+    if "datasets" in data and "dataset" not in data:
+        try:
+            suite = BenchmarkConfig.model_validate(data)
+        except ValidationError as error:
+            raise ConfigError(_format_validation_error(error, str(config_path))) from None
+        output = _resolve(base, suite.output_dir, "output_dir", must_exist=False)
+        return suite.tracking.uri or f"sqlite:///{output / 'mlflow.db'}", suite.tracking.experiment
+    config = load_config(config_path)
+    return config.tracking_uri, config.tracking.experiment
+
+
+def open_store(tracking_uri: str, experiment: str) -> Tracker:
+    """A Tracker on an existing store and experiment, for reading; refuses (with the fix) rather than create them."""
+    path = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
+    if path is not None and not Path(path).is_file():
+        raise AlLoopError(f"no MLflow store at {path}: run `al-loop run configs/quickstart.yaml` and `al-loop compare "
+                          "configs/quickstart.yaml` first, or point AL_LOOP_CONFIG (or AL_LOOP_TRACKING_URI) at the "
+                          "config that made the runs")
+    check_store(tracking_uri)
+    from mlflow.tracking import MlflowClient
+
+    found = MlflowClient(tracking_uri).get_experiment_by_name(experiment)
+    if found is None:
+        names = [e.name for e in MlflowClient(tracking_uri).search_experiments()]
+        raise AlLoopError(f"no experiment {experiment!r} in {tracking_uri} (it has {', '.join(names) or 'none'}); "
+                          "set AL_LOOP_EXPERIMENT or AL_LOOP_CONFIG to the config that made the runs")
+    return Tracker(tracking_uri, experiment)
+
+
+def latest_parent(tracker: Tracker) -> str:
+    """The newest finished compare or benchmark parent run of the tracker's experiment."""
+    found = [run for kind in ("compare", "benchmark") for run in tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.`al_loop.kind` = '{kind}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1)]
+    found.sort(key=lambda run: run.info.start_time, reverse=True)
+    if not found:
+        name = tracker.client.get_experiment(tracker.experiment_id).name
+        raise AlLoopError(f"no finished comparison in experiment {name!r}: run `al-loop compare CONFIG` (or "
+                          "`al-loop benchmark SUITE`) first")
+    return found[0].info.run_id
+
+
+def suite_from_mlflow(tracker: Tracker, parent_run_id: str) -> StoredSuite:
+    """Rebuild a suite's runs from its child runs (curves, full-pool accuracy, budget, batch) and summarize them
+    with the parent's targets, bootstrap and first seed: the table the command printed."""
+    parent = tracker.client.get_run(parent_run_id)
+    params = parent.data.params
+    runs = sorted((_seed_run(tracker, child) for child in tracker.child_runs(parent_run_id)
+                   if child.info.status == "FINISHED"), key=lambda r: (r.dataset, r.strategy, r.seed))
+    if not runs:
+        raise AlLoopError(f"the parent run {parent_run_id} has no finished child runs")
+    targets = json.loads(params.get("targets", "[0.95, 0.98]"))
+    table = summarize(runs, targets, int(params.get("bootstrap", "2000")), seed=int(params.get("first_seed", "0")))
+    return StoredSuite(parent_run_id=parent_run_id, kind=parent.data.tags.get("al_loop.kind", "benchmark"),
+                       name=parent.info.run_name, runs=runs, table=table)
+
+
+def _seed_run(tracker: Tracker, child: Any) -> SeedRun:
+    tags, metrics = child.data.tags, child.data.metrics
+    if "full_pool_accuracy" not in metrics:
+        raise AlLoopError(f"run {child.info.run_id} ({child.info.run_name}) has no full_pool_accuracy: it was made by "
+                          "an earlier al-loop; re-run the comparison in a new output_dir")
+    steps, accuracy = tracker.metric_curve(child.info.run_id, "accuracy")
+    _, seconds = tracker.metric_curve(child.info.run_id, "round_seconds")
+    _, arms = tracker.metric_curve(child.info.run_id, "auto/arm")
+    drawn = Counter(int(a) for a in arms)
+    return SeedRun(dataset=tags["dataset"], strategy=tags["strategy"], seed=int(tags["seed"]),
+                   steps=np.array(steps), accuracy=np.array(accuracy), full_accuracy=metrics["full_pool_accuracy"],
+                   round_seconds=float(np.nanmean(seconds[1:])) if seconds[1:] else np.nan, run_id=child.info.run_id,
+                   budget=float(tags["common_budget"]) if "common_budget" in tags else None,
+                   batch_size=int(child.data.params["loop.batch_size"]),
+                   arms={AUTO_ARMS[i]: n for i, n in sorted(drawn.items())})

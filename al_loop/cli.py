@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -14,7 +15,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from al_loop import api
-from al_loop.curves import is_missing
+from al_loop.curves import aubc
 from al_loop.errors import AlLoopError, BrokenStateError, StorageError, storage_error
 from al_loop.ledger import RoundRecord
 from al_loop.redact import redact
@@ -178,15 +179,16 @@ def compare(config: ConfigArg,
         with console.status("comparing...") as status:
             def progress(name: str, seed_: int, record: RoundRecord) -> None:
                 status.update(_round_line(record, prefix=f"{name} seed {seed_} · "))
-            result = api.compare(cfg, strategies=names, seeds=seeds, on_round=progress)
+            result = api.compare(cfg, strategies=names, seeds=seeds, on_round=progress, on_done=_print_finished)
     except AlLoopError as error:
         raise _fail(error) from None
-    console.print(_rich_table(result))
+    console.print(_rich_table(result.table))
     console.print(f"full-pool accuracy (every pool label): {result.full_pool_accuracy:.3f}")
     console.print(f"curves: {result.plot}")
     console.print(f"MLflow parent run {result.parent_run_id}; UI: mlflow ui --backend-store-uri "
-                  f"{redact(cfg.tracking_uri)} "
-                  "--host 127.0.0.1", soft_wrap=True, highlight=False)
+                  f"{redact(cfg.tracking_uri)} --host 127.0.0.1 --port 5000, then open "
+                  f"{api.ui_url(result.experiment_id)} (expand the run compare-{result.table['dataset'].iloc[0]})",
+                  soft_wrap=True, highlight=False)
 
 
 @app.command()
@@ -247,6 +249,8 @@ def benchmark(config: Annotated[Path, typer.Argument(help="Benchmark suite YAML,
 
             def done(run: api.SeedRun) -> None:
                 progress.update(task, advance=1, description=f"{run.dataset} {run.strategy} seed {run.seed}")
+                if not console.is_terminal:  # no progress bar in a file or a pipe: a line per run instead
+                    _print_finished(run)
 
             result = api.run_benchmark(config, seeds=seeds, n_jobs=jobs, on_done=done, strategies=chosen)
     except AlLoopError as error:
@@ -254,40 +258,29 @@ def benchmark(config: Annotated[Path, typer.Argument(help="Benchmark suite YAML,
     console.print(api.results_markdown(result.table), highlight=False, soft_wrap=True)
     console.print(f"results: {result.folder / 'results.md'} and results.csv; plots: "
                   f"{', '.join(str(p) for p in result.plots.values())}", soft_wrap=True, highlight=False)
-    console.print(f"MLflow parent run {result.parent_run_id} (experiment {suite.tracking.experiment})", highlight=False)
+    console.print(f"MLflow parent run {result.parent_run_id} (experiment {suite.tracking.experiment}); UI: mlflow ui "
+                  f"--backend-store-uri {redact(suite.tracking.uri or '')} --host 127.0.0.1 --port 5000, then open "
+                  f"{api.ui_url(result.experiment_id)}", highlight=False, soft_wrap=True)
 
 
-def _rich_table(result: api.Comparison) -> Table:
-    frame = result.table
-    table = Table(title="strategies vs random", caption="AUBC: mean test accuracy over the budget. "
-                  "labels→X%: labels for the mean curve to reach X% of the full-pool accuracy; "
-                  "speed-up: random's labels / the strategy's")
-    table.add_column("strategy")
-    table.add_column("seeds", justify="right")
-    table.add_column("final acc", justify="right")
-    table.add_column("AUBC", justify="right")
-    targets = [c.removeprefix("labels_to_") for c in frame.columns if c.startswith("labels_to_")]
-    for target in targets:
-        table.add_column(f"labels→{target.removesuffix('pct')}%", justify="right")
-    for target in targets:
-        if f"speedup_{target}" in frame.columns:
-            table.add_column(f"speed-up {target.removesuffix('pct')}%", justify="right")
-    for row in frame.to_dict("records"):
-        cells = [str(row["strategy"]), str(row["seeds"]),
-                 f"{row['final_accuracy']:.3f} ± {row['final_accuracy_sd']:.3f}",
-                 f"{row['aubc']:.3f} ± {row['aubc_sd']:.3f}"]
-        cells += [_count(row[f"labels_to_{t}"]) for t in targets]
-        cells += [_ratio(row[f"speedup_{t}"]) for t in targets if f"speedup_{t}" in row]
-        table.add_row(*cells)
+def _print_finished(run: api.SeedRun) -> None:
+    """One line per finished run (also where the status line is not shown: output to a file or a pipe)."""
+    console.print(f"finished {run.dataset} {run.strategy} seed {run.seed}: {run.steps[-1]:.0f} labels, final acc "
+                  f"{run.accuracy[-1]:.3f}, AUBC {aubc(run.steps, run.accuracy):.3f} (run {run.run_id})",
+                  highlight=False, soft_wrap=True)
+
+
+def _rich_table(frame: pd.DataFrame) -> Table:
+    """compare's table: the same cells as comparison.md and the notebook (al_loop.benchmark.compare_view)."""
+    shown = api.compare_view(frame)
+    table = Table(title="strategies vs random", caption="AUBC: mean test accuracy over the budget (± sd over seeds). "
+                  "labels→X%: labels for the mean curve to reach X% of the full-pool accuracy (>N: not within N); "
+                  "speed-up: random's labels / the strategy's (≥: random did not get there)")
+    for column in shown.columns:
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for row in shown.itertuples(index=False):
+        table.add_row(*map(str, row))
     return table
-
-
-def _count(value: object) -> str:
-    return "not reached" if is_missing(value) else f"{value:.0f}"
-
-
-def _ratio(value: object) -> str:
-    return "—" if is_missing(value) else f"{value:.2f}x"
 
 
 labelstudio_app = typer.Typer(no_args_is_help=True, help="The local Label Studio server (127.0.0.1).")

@@ -61,3 +61,23 @@ def speed_up(random_labels: float | None, strategy_labels: float | None) -> floa
     if random_labels is None or strategy_labels is None or strategy_labels <= 0:
         return None
     return random_labels / strategy_labels
+
+
+def run_summary(labels: Sequence[float], accuracy: Sequence[float], targets: Sequence[float],
+                full_accuracy: float | None = None, budget: float | None = None) -> dict[str, float]:
+    """The metrics that summarize one run's curve, for the runs table: `aubc` up to `budget` (the common budget
+    of a comparison; the whole curve if None) and, when the full-pool accuracy is known, `full_pool_accuracy` and
+    `labels_to_<t>pct`: the first point of this curve at t x the full-pool accuracy (left out if never reached)."""
+    x = np.asarray(labels, dtype=float)
+    y = np.asarray(accuracy, dtype=float)
+    if x.size == 0:
+        return {}
+    keep = x <= budget if budget is not None else np.ones(x.size, dtype=bool)
+    out = {"aubc": aubc(x[keep], y[keep])} if keep.any() else {}
+    if full_accuracy is not None:
+        out["full_pool_accuracy"] = float(full_accuracy)
+        for target in targets:
+            reached = labels_to_target(x, y / full_accuracy, target)
+            if reached is not None:
+                out[f"labels_to_{target_key(target)}"] = reached
+    return out

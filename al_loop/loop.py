@@ -33,16 +33,24 @@ from scipy import sparse
 from sklearn.pipeline import Pipeline
 
 from al_loop import __version__, selection
-from al_loop.agreement import agreement_report, as_metrics
+from al_loop.agreement import agreement_report, as_metrics, metric_names
 from al_loop.annotators.base import Annotator, PullResult, TaskRequest
 from al_loop.annotators.factory import build_annotator, build_specialists
 from al_loop.audit import export_audit
-from al_loop.config import Config, LabelStudioAnnotatorConfig, check_estimator
+from al_loop.config import (
+    Config,
+    CostsConfig,
+    LabelStudioAnnotatorConfig,
+    RoutingConfig,
+    SimulatedAnnotatorConfig,
+    check_estimator,
+)
 from al_loop.consensus import DAWID_SKENE, dawid_skene
+from al_loop.curves import run_summary
 from al_loop.decisions import break_even_metrics, routing_metrics, stop_rule_fired, stop_set, stop_set_kappa
 from al_loop.distributed import connect as dask_connect
 from al_loop.distributed import top_candidates as dask_top_candidates
-from al_loop.errors import ConfigError, DataError, WaitTimeout
+from al_loop.errors import AlLoopError, ConfigError, DataError, WaitTimeout
 from al_loop.ledger import EXPERT_LANE, ROUTINE, Ledger, Pick, RoundRecord, Settlement
 from al_loop.model import FittedModel, build_estimator, evaluate, fit
 from al_loop.plots import plot_learning_curve
@@ -92,14 +100,48 @@ class LoopResult:
 OnRound = Callable[[RoundRecord], None]
 
 
+@dataclass(frozen=True)
+class Reference:
+    """What a run's summary metrics (AUBC, labels to each target) are measured against. Compare and benchmark give
+    it (one full-pool fit per seed, shared by the strategies; AUBC up to the common budget); a lone run makes its
+    own (`reference_for`)."""
+
+    full_accuracy: float | None
+    targets: tuple[float, ...]
+    budget: float | None = None
+
+
+def full_pool_accuracy(config: Config, workspace: Workspace) -> float:
+    """Test accuracy of the model trained on every pool label: the ceiling the curves are measured against."""
+    pool, test = workspace.splits.pool, workspace.splits.test
+    if pool.labels is None or any(v is None for v in pool.labels) or test is None:
+        raise AlLoopError("compare runs in simulation: it needs a label for every pool row and held-out test rows")
+    model = fit(build_estimator(config.model, config.seed), workspace.x_pool, pool.labels, workspace.classes)
+    return evaluate(model, workspace.x_test, test.labels)["accuracy"]
+
+
+def reference_for(config: Config, workspace: Workspace) -> Reference:
+    """A lone run's reference: the full-pool accuracy where the run is a simulation measured on the test split of a
+    fully labeled pool (one more fit on every pool label); none for people's runs (Label Studio), whose curve is
+    summarized by its AUBC only."""
+    pool = workspace.splits.pool
+    simulated = isinstance(config.annotator, SimulatedAnnotatorConfig) and config.evaluation.size == 0
+    labeled = pool.labels is not None and all(v is not None for v in pool.labels)
+    full = (full_pool_accuracy(config, workspace) if simulated and labeled and workspace.splits.test is not None
+            else None)
+    return Reference(full_accuracy=full, targets=tuple(config.compare.targets))
+
+
 def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: Annotator | None = None,
              parent_run_id: str | None = None, on_round: OnRound | None = None, wait: bool = True,
              extra_tags: dict[str, str] | None = None, specialists: Annotator | None = None,
-             requeue_empty: bool = False) -> LoopResult:
+             requeue_empty: bool = False, reference: Reference | None = None) -> LoopResult:
     """Run (or resume) the loop of a config until its budget, max rounds, or the pool runs out.
 
     With `wait=False`, return as soon as the loop would have to wait for annotators. With `requeue_empty`,
-    tasks submitted without a choice are served again to other annotators (where the annotator can).
+    tasks submitted without a choice are served again to other annotators (where the annotator can). At the
+    finish the run logs its summary (AUBC, and labels to each target against `reference`, made for the run
+    if not given).
     """
     workspace = workspace or prepare(config)
     check_plan(config, len(workspace.splits.pool))
@@ -125,7 +167,7 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
             relabeled: list[tuple[str, str | None, str | None]] = []
             if finished:
                 relabeled = loop.relabel_finished()
-                loop.finish(reason, run_dir)
+                loop.finish(reason, run_dir, reference)
                 loop.remember_final_labels()
         except BaseException as error:
             status = "RUNNING" if isinstance(error, WaitTimeout) else (
@@ -493,8 +535,9 @@ class _Loop:
         """
         self.resolve_consensus()
         labels = self.ledger.labels()
-        metrics: dict[str, float] = {"round": float(round_index),
-                                     "reviewed_routed_labels": float(len(self.ledger.routed_labels()))}
+        metrics: dict[str, float] = {"round": float(round_index)}
+        if self.routing_on():
+            metrics["reviewed_routed_labels"] = float(len(self.ledger.routed_labels()))
         if labels:
             model = self.model_for(labels)
             eval_labels = self.ledger.labels(purpose="eval")
@@ -556,6 +599,11 @@ class _Loop:
             log.warning("flagged: %s agree(s) with the consensus less than %.0f%% of the time (quality.flag_below);"
                         " see annotator/*/agreement in MLflow", ", ".join(newly), 100 * flag_below)
             self._flagged.update(newly)
+        if not overall.overall.get("overlapped_examples"):
+            # one answer per task: nothing to agree on, only each annotator's workload (and accuracy, if known)
+            names = metric_names(overall.annotators)
+            return {f"annotator/{names[a]}/{k}": v for a, stats in overall.annotators.items()
+                    for k, v in stats.items() if k in ("answers", "accuracy")}
         metrics = as_metrics(overall, "agreement/overall") | as_metrics(this_round, "agreement/round", False)
         if self.specialists is not None:
             adjudication = self.ledger.adjudication_counts()
@@ -574,9 +622,10 @@ class _Loop:
 
     def decisions(self, round_index: int, model: FittedModel, labels: dict[str, str],
                   held_out: tuple[Any, np.ndarray] | None, metrics: dict[str, float]) -> dict[str, float]:
-        """Routing on the held-out rows, stop-set agreement with the previous model, break-even."""
+        """Routing on the held-out rows (where routing is set up), stop-set agreement with the previous model,
+        break-even (where a value per accuracy point or the break-even rule is set)."""
         out: dict[str, float] = {}
-        if held_out is not None:
+        if held_out is not None and self.routing_on():
             out |= routing_metrics(self.config, model, *held_out)
         current = model.predict_proba(self.ws.x_pool[self.stop_rows]).argmax(axis=1)
         previous = next((p for r in range(round_index - 1, -1, -1)
@@ -586,11 +635,19 @@ class _Loop:
             out["stop_kappa"] = kappa
         # kept per round, so re-evaluating a round after a crash compares with the right predecessor
         self.ledger.set_meta(f"stop_set_predictions/{round_index}", json.dumps(current.tolist()))
-        if "accuracy" in metrics:
+        if "accuracy" in metrics and (self.config.stopping.rule == "break_even"
+                                      or self.config.costs.per_accuracy_point is not None):
             curve = [(float(r.n_labels), r.metrics["accuracy"]) for r in self.ledger.rounds()
                      if r.n_labels and "accuracy" in r.metrics]
             out |= break_even_metrics(self.config, [*curve, (float(len(labels)), metrics["accuracy"])])
         return out
+
+    def routing_on(self) -> bool:
+        """Whether routing means something for this run: `routing` or `costs` set in the config (other than the
+        defaults), or traffic routed through the run (`al-loop route`)."""
+        config = self.config
+        return (config.routing != RoutingConfig() or config.costs != CostsConfig()
+                or bool(self.ledger.routed_labels()) or bool(self.ledger.routed_pending()))
 
     def log(self, round_index: int) -> None:
         record = next(r for r in self.ledger.rounds() if r.round == round_index)
@@ -619,8 +676,9 @@ class _Loop:
 
     # -- the end ----------------------------------------------------------------------------------
 
-    def finish(self, reason: str, run_dir: Path) -> None:
-        """Plot the learning curve, log (and register) the final model and the audit table, close the MLflow run."""
+    def finish(self, reason: str, run_dir: Path, reference: Reference | None = None) -> None:
+        """Plot the learning curve, log the summary metrics, log (and register) the final model and the audit table,
+        and close the MLflow run."""
         rounds = [r for r in self.ledger.rounds() if "accuracy" in r.metrics]
         labels = self.ledger.labels()
         # the labels' content, not only their count: a label corrected after the finish gives another key, so the
@@ -632,6 +690,7 @@ class _Loop:
                 png = plot_learning_curve([r.n_labels for r in rounds], [r.metrics["accuracy"] for r in rounds],
                                           run_dir / "learning_curve.png", f"{self.config.run_name}")
                 self.tracker.log_artifact(self.run_id, png)
+                self.log_summary(rounds, reference or reference_for(self.config, self.ws))
             model = self.model_for(labels) if labels else None
             if self.config.tracking.log_model and model is not None and hasattr(model.estimator, "fit"):
                 pipeline = Pipeline([("features", self.ws.featurizer), ("model", model.estimator)])
@@ -644,6 +703,13 @@ class _Loop:
                 {"flagged_annotators": ", ".join(flagged)} if flagged else {})})
             self.ledger.set_meta("finished", finished_key)
         self.tracker.end_run(self.run_id)
+
+    def log_summary(self, rounds: list[RoundRecord], reference: Reference) -> None:
+        """AUBC, full-pool accuracy and labels to each target, at the last step: one value per run, so the runs
+        table can sort and compare runs by them."""
+        summary = run_summary([r.n_labels for r in rounds], [r.metrics["accuracy"] for r in rounds],
+                              reference.targets, reference.full_accuracy, reference.budget)
+        self.tracker.log_metrics(self.run_id, summary, step=int(rounds[-1].n_labels or 0))
 
     def log_final_model(self, pipeline: Pipeline, finished_key: str) -> None:
         """Log the final model once, even across a crash, record which one (id and content hash), and register it.

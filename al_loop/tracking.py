@@ -39,6 +39,9 @@ from al_loop.ledger import Ledger
 from al_loop.redact import redact
 
 PARENT_TAG = "mlflow.parentRunId"
+# MLflow 3's UI opens an experiment in its GenAI view (traces) unless this tag says it holds model training runs
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
 MODEL_KEY_TAG = "al_loop.model_key"  # on a logged model: which finished state of which run it is
 PREDICT_METHOD = "predict_proba"  # the pyfunc method of a logged model: class probabilities on raw rows
 CONTEXT_TAG = "mlflow.data.context"  # MLflow's input tag for what a dataset was used for (training, test)
@@ -92,9 +95,12 @@ class Tracker:
         if found is not None:
             if found.lifecycle_stage == "deleted":
                 self.client.restore_experiment(found.experiment_id)
+            if EXPERIMENT_KIND_TAG not in found.tags:  # an experiment made elsewhere: the UI's training view too
+                self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
             return found.experiment_id
         try:
-            return self.client.create_experiment(name, artifact_location=_artifact_location(self.tracking_uri))
+            return self.client.create_experiment(name, artifact_location=_artifact_location(self.tracking_uri),
+                                                 tags={EXPERIMENT_KIND_TAG: TRAINING_KIND})
         except MlflowException:  # created meanwhile by another process
             found = self.client.get_experiment_by_name(name)
             if found is None:
@@ -154,9 +160,24 @@ class Tracker:
         timestamp = mlflow.utils.time.get_current_time_millis()
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), timestamp, step) for k, v in metrics.items()])
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         timestamp = mlflow.utils.time.get_current_time_millis()
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), timestamp, 0) for k, v in metrics.items()])
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), timestamp, step) for k, v in metrics.items()])
+
+    def child_runs(self, parent_run_id: str) -> list[Any]:
+        """The runs whose parent is `parent_run_id` (MLflow `Run` objects), in one search."""
+        experiment = self.client.get_run(parent_run_id).info.experiment_id
+        return self.client.search_runs([experiment], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'",
+                                       max_results=50000)
+
+    def metric_curve(self, run_id: str, key: str) -> tuple[list[float], list[float]]:
+        """A metric's value per step (the latest logged at each step), steps ascending."""
+        latest: dict[int, tuple[int, float]] = {}
+        for m in self.client.get_metric_history(run_id, key):
+            if m.step not in latest or m.timestamp >= latest[m.step][0]:
+                latest[m.step] = (m.timestamp, m.value)
+        steps = sorted(latest)
+        return [float(s) for s in steps], [latest[s][1] for s in steps]
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])

@@ -369,6 +369,8 @@ def test_benchmark_logs_a_parent_and_a_child_per_dataset_strategy_seed(small_sui
         assert all([s for s, _ in c] == steps for c in curves)
         expected = np.mean([aubc([s for s, _ in c[:4]], [v for _, v in c[:4]]) for c in curves])
         assert table.loc[strategy, "aubc"] == pytest.approx(expected), "AUBC over the common budget (50)"
+        logged = [c.data.metrics["aubc"] for c in children if c.data.tags["strategy"] == strategy]
+        assert np.mean(logged) == pytest.approx(expected), "each child's own AUBC, also up to the common budget"
     assert table.loc["random", "labels_span"] == 70 and table.loc["margin", "labels_span"] == 50
     assert {c.data.tags["common_budget"] for c in children} == {"50"}
     assert "median_speedup_95pct.margin" in parent.data.tags
@@ -391,7 +393,7 @@ def test_a_rerun_resumes_from_the_ledgers(small_suite) -> None:
 
 @pytest.mark.e2e
 def test_the_comparison_notebook_runs_against_the_store(small_suite, monkeypatch: pytest.MonkeyPatch) -> None:
-    _, _, uri = small_suite
+    _, result, uri = small_suite
     monkeypatch.setenv("AL_LOOP_TRACKING_URI", uri)
     monkeypatch.setenv("AL_LOOP_EXPERIMENT", "bench-ci")
     notebook = nbformat.read(REPO / "notebooks" / "compare_learning_curves.ipynb", as_version=4)
@@ -399,7 +401,8 @@ def test_the_comparison_notebook_runs_against_the_store(small_suite, monkeypatch
                    resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     text = "".join(o.get("text", "") for o in outputs)
-    assert "6 runs, benchmark ci" in text
+    assert "benchmark benchmark-ci" in text and ": 6 runs" in text
+    assert results_markdown(result.table) in text, "the table the command wrote, recomputed from MLflow"
     assert all(name in text for name in ("random", "margin", "ranked_batch", "AUBC", "labels→95%"))
     assert any("image/png" in o.get("data", {}) for o in outputs), "the curves were drawn"
     assert not any(o.get("output_type") == "error" for o in outputs)

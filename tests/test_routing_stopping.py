@@ -109,7 +109,7 @@ def test_a_calibrated_model_is_logged_and_loads_back_for_routing(write_config, m
     from al_loop.route import load_model
     from al_loop.tracking import Tracker
 
-    config = load_config(write_config(model={"calibration": "sigmoid"}, loop={"budget": 60}))
+    config = load_config(write_config(model={"calibration": "sigmoid"}, loop={"budget": 60}, routing={"epsilon": 0.05}))
     result = run_loop(config)
     pipeline = load_model(Tracker(mlflow_uri, config.tracking.experiment), result.run_id, config.output_dir)
     assert isinstance(pipeline[-1], CalibratedClassifierCV)
