@@ -87,7 +87,7 @@ def test_a_finished_run_does_not_start_a_stopped_local_server(write_config, labe
             code, output = _cli(command, path)
             assert code == 0, output
             assert "Label Studio is not running, so answers were not pulled" in output, output
-            assert f"al-loop labelstudio start {path}` and run `al-loop sync {path}`" in output
+            assert f"(`al-loop labelstudio start {path}`) and run `al-loop sync {path}`" in output
             assert "done: budget of 30 labels reached" in output
             assert not labelstudio.pid_path.exists() and labelstudio.pid() is None, f"{command} started it"
             assert _cli("labelstudio", "status", path)[0] == 1
@@ -97,6 +97,25 @@ def test_a_finished_run_does_not_start_a_stopped_local_server(write_config, labe
         assert f"starting Label Studio on 127.0.0.1:{labelstudio.port} ..." in output
         assert f"Label Studio is ready on {labelstudio.url}" in output
         code, output = _cli("sync", path)  # running again: a finished run pulls (answers corrected since)
-        assert code == 0 and "not pulled" not in output, output
+        assert code == 0 and "were not pulled" not in output, output
     finally:
         labelstudio.start()  # the rest of the session needs it
+
+
+def test_label_studio_shows_text_with_its_line_breaks() -> None:
+    from al_loop.labelstudio.project import config_choices, labeling_config
+
+    config = labeling_config(["a", "b"])
+    assert "white-space: pre-wrap" in config and config_choices(config) == ["a", "b"]
+
+
+def test_the_quickstart_ships_posts_as_written_with_the_benchmark_ids() -> None:
+    import pandas as pd
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    for name in ("pool", "test"):
+        raw = pd.read_csv(data / f"newsgroups6-raw-{name}.csv.gz")
+        lowered = pd.read_csv(data / f"newsgroups6-{name}.csv.gz")
+        assert raw.id.tolist() == lowered.id.tolist() and raw.label.tolist() == lowered.label.tolist()
+        assert raw.text.str.startswith("Subject: ").all() and raw.text.str.contains("\n").mean() > 0.95
+        assert raw.text.str.contains("[A-Z]").mean() > 0.95 and raw.text.str.contains("[.,?!]").mean() > 0.95
