@@ -200,7 +200,7 @@ def _loop(config: Path, strategy: str | None, seed: int | None, wait: bool, comm
         raise _fail(error) from None
     _print_people(result, config, requeue_empty)
     if result.not_pulled:
-        console.print(_styled("not pulled", "yellow", f": {result.not_pulled.replace('CONFIG', str(config))}"),
+        console.print(_styled("note", "yellow", f": {result.not_pulled.replace('CONFIG', str(config))}"),
                       soft_wrap=True, highlight=False)
     if result.finished:
         console.print(_styled("done", "green", f": {result.stopped_because}. MLflow run {result.run_id}"),
