@@ -72,7 +72,7 @@ class _Guarded(TyperGroup):
 
     def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
-        if command is not None and not isinstance(command, TyperGroup):
+        if command is not None and not isinstance(command, TyperGroup) and "get_params" not in vars(command):
             original = command.get_params
             command.get_params = lambda ctx_: _plain(original(ctx_))  # type: ignore[method-assign]
         return command

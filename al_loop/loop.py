@@ -9,7 +9,8 @@ current round if enough of it is answered, then picks and pushes the next batch 
 
 A finished run still pulls: answers corrected (or deleted) after the last round change the labels; the
 run then re-evaluates its last round, re-logs it and finishes again (a new final model), and says which
-labels changed.
+labels changed. When its annotators work in the local Label Studio server and that server is stopped, a finished
+run neither starts it nor pulls (nobody can change answers in a stopped server); it says how to pull.
 """
 
 from __future__ import annotations
