@@ -119,3 +119,29 @@ def test_the_quickstart_ships_posts_as_written_with_the_benchmark_ids() -> None:
         assert raw.id.tolist() == lowered.id.tolist() and raw.label.tolist() == lowered.label.tolist()
         assert raw.text.str.startswith("Subject: ").all() and raw.text.str.contains("\n").mean() > 0.95
         assert raw.text.str.contains("[A-Z]").mean() > 0.95 and raw.text.str.contains("[.,?!]").mean() > 0.95
+
+
+def test_the_server_identity_is_recorded_after_the_child_executed_the_server(tmp_path: Path) -> None:
+    """Recorded right after the fork, the command line is often still the parent's (seen: 5 times in 20): the
+    pid file then names "another process", `status` says stopped and `stop` refuses to stop a running server."""
+    import time
+
+    import psutil
+
+    from al_loop.labelstudio.server import _identity
+
+    script = tmp_path / "server.sh"
+    script.write_text("#!/bin/sh\nsleep 5\n")
+    script.chmod(0o755)
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        recorded = []
+        for _ in range(20):  # as LocalServer.start does: spawn, then record at once
+            children.append(subprocess.Popen([str(script)], start_new_session=True))
+            recorded.append(_identity(children[-1].pid, str(script))["cmdline"])
+        time.sleep(0.2)
+        assert recorded == [psutil.Process(child.pid).cmdline() for child in children]
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()

@@ -173,9 +173,10 @@ class LocalServer:
                 [executable, "start", "--no-browser", "--internal-host", HOST, "--port", str(self.port)],
                 env=environment, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd=self.data_dir, umask=0o077)  # its database holds the token
-        self.pid_path.write_text(json.dumps(_identity(process.pid)))
+        self.pid_path.write_text(json.dumps(_identity(process.pid, executable)))
         self.secure()  # the log and the pid file too
         self._wait_healthy(timeout, process)
+        self.pid_path.write_text(json.dumps(_identity(process.pid)))  # as it runs (its command line is final now)
         log.info("Label Studio is ready on %s (started in %.0f s; log: %s)", self.url, time.monotonic() - started,
                  self.log_path)
         return True
@@ -210,9 +211,16 @@ class LocalServer:
         return True
 
 
-def _identity(pid: int) -> dict[str, Any]:
-    """What tells this process from a later one that reuses its pid: its start time and command line."""
+def _identity(pid: int, executable: str | None = None) -> dict[str, Any]:
+    """What tells this process from a later one that reuses its pid: its start time and command line.
+
+    With `executable`, wait (up to 5 s) until the just-forked child has executed it: before that, its command
+    line is still the parent's (`al-loop run ...`), and a pid file recording that would make the running server
+    look like another process (then `stop` refuses to stop it and `status` says stopped)."""
     process = psutil.Process(pid)
+    deadline = time.monotonic() + 5.0
+    while executable is not None and executable not in process.cmdline() and time.monotonic() < deadline:
+        time.sleep(0.02)
     return {"pid": pid, "started": process.create_time(), "cmdline": process.cmdline()}
 
 
