@@ -4,27 +4,80 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
-from al_loop import api
+from al_loop import __version__, api
 from al_loop.curves import aubc
 from al_loop.errors import AlLoopError, BrokenStateError, StorageError, storage_error
-from al_loop.ledger import RoundRecord
 from al_loop.redact import redact
-from al_loop.tracking import mlflow_error
+
+if TYPE_CHECKING:  # the heavy modules (scikit-learn, pandas, MLflow) load inside the commands that need them
+    import pandas as pd
+
+    from al_loop.ledger import RoundRecord
+
+
+class _PlainOption(TyperOption):
+    """An option shown as in most CLIs: `--seed INTEGER`, and a flag without a type (typer shows `<bool>`)."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        if self.is_flag:
+            return None
+        label = self.display_type(ctx).strip("<>")
+        return _TYPE_NAMES.get(label, label.upper())
+
+
+class _PlainArgument(TyperArgument):
+    """An argument shown as its upper-case name, `CONFIG` (typer shows `{config}` in usage lines)."""
+
+    @property
+    def display_name_raw(self) -> str:
+        return self.metavar or (self.name or "").upper()
+
+    def _usage_display_name(self) -> str:
+        name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+_TYPE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "path": "PATH", "file": "FILE",
+               "directory": "DIRECTORY"}
+
+
+def _plain(params: list[Any]) -> list[Any]:
+    """The same parameters, rendered plainly in help (only how they are shown changes: the classes add no state)."""
+    for param in params:
+        if type(param) is TyperOption:
+            param.__class__ = _PlainOption
+        elif type(param) is TyperArgument:
+            param.__class__ = _PlainArgument
+    return params
 
 
 class _Guarded(TyperGroup):
     """Every command: a problem the user can fix (an AlLoopError, a disk that refuses a write, a damaged SQLite
-    file) ends with its message and exit code instead of a traceback."""
+    file) ends with its message and exit code instead of a traceback. Help reads like a usual CLI
+    (`Usage: al-loop run [OPTIONS] CONFIG`, `--seed INTEGER`)."""
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        return _plain(super().get_params(ctx))
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None and not isinstance(command, TyperGroup) and "get_params" not in vars(command):
+            original = command.get_params
+            command.get_params = lambda ctx_: _plain(original(ctx_))  # type: ignore[method-assign]
+        return command
 
     def invoke(self, ctx: typer.Context) -> object:
         try:
@@ -44,6 +97,10 @@ def _system_error(error: Exception) -> AlLoopError | None:
     if isinstance(error, OSError):
         return storage_error(error)
     if not isinstance(error, sqlite3.Error):
+        if "mlflow" not in sys.modules:  # no MLflow call ran, so this is no MLflow error
+            return None
+        from al_loop.tracking import mlflow_error
+
         return mlflow_error(error)
     code = getattr(error, "sqlite_errorcode", None)
     if code == sqlite3.SQLITE_FULL:
@@ -85,13 +142,34 @@ def _round_line(record: RoundRecord, prefix: str = "") -> str:
     return " · ".join(parts)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"al-loop {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs.")] = False) -> None:
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug logs.")] = False,
+          version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Show the version and exit.")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    progress = logging.getLogger("al_loop.labelstudio.server")  # what a start of the local server waits for
+    progress.setLevel(logging.DEBUG if verbose else logging.INFO)
+    progress.propagate = False
+    if not any(isinstance(handler, _ConsoleHandler) for handler in progress.handlers):
+        progress.addHandler(_ConsoleHandler())
 
 
-StrategyOpt = Annotated[str | None, typer.Option(help="Override loop.strategy.")]
-SeedOpt = Annotated[int | None, typer.Option(help="Override seed.")]
+class _ConsoleHandler(logging.Handler):
+    """Progress messages of the library, printed as plain lines on the console."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(record.getMessage(), highlight=False, soft_wrap=True)
+
+
+StrategyOpt = Annotated[str | None, typer.Option(
+    help="Override loop.strategy (default: the config's), e.g. margin, random.", show_default=False)]
+SeedOpt = Annotated[int | None, typer.Option(help="Override seed (default: the config's).", show_default=False)]
 
 
 @app.command()
@@ -123,6 +201,9 @@ def _loop(config: Path, strategy: str | None, seed: int | None, wait: bool, comm
     except AlLoopError as error:
         raise _fail(error) from None
     _print_people(result, config, requeue_empty)
+    if result.not_pulled:
+        console.print(_styled("note", "yellow", f": {result.not_pulled.replace('CONFIG', str(config))}"),
+                      soft_wrap=True, highlight=False)
     if result.finished:
         console.print(_styled("done", "green", f": {result.stopped_because}. MLflow run {result.run_id}"),
                       soft_wrap=True, highlight=False)
@@ -135,8 +216,15 @@ def _loop(config: Path, strategy: str | None, seed: int | None, wait: bool, comm
                       "order across rounds; al_rank: 1 = most ambiguous of its round)",
                       soft_wrap=True, highlight=False)
         _print_login(cfg)
-    console.print(f"MLflow UI: mlflow ui --backend-store-uri {redact(cfg.tracking_uri)} --host 127.0.0.1",
-                  soft_wrap=True, highlight=False)
+    console.print(f"MLflow UI: {_mlflow_ui(cfg.tracking_uri)}", soft_wrap=True, highlight=False)
+
+
+def _mlflow_ui(tracking_uri: str) -> str:
+    """The command that opens the MLflow UI on a store, with the `mlflow` installed beside this Python (e.g.
+    .venv/bin/mlflow) when there is one: a plain `mlflow` may not be on PATH in a virtual environment."""
+    beside = Path(sys.executable).with_name("mlflow")
+    executable = str(beside) if beside.exists() else "mlflow"
+    return f"{executable} ui --backend-store-uri {redact(tracking_uri)} --host 127.0.0.1"
 
 
 def _print_people(result: api.LoopResult, config: Path, requeued: bool) -> None:
@@ -283,7 +371,7 @@ def _rich_table(frame: pd.DataFrame) -> Table:
     return table
 
 
-labelstudio_app = typer.Typer(no_args_is_help=True, help="The local Label Studio server (127.0.0.1).")
+labelstudio_app = typer.Typer(cls=_Guarded, no_args_is_help=True, help="The local Label Studio server (127.0.0.1).")
 app.add_typer(labelstudio_app, name="labelstudio")
 
 
@@ -306,8 +394,7 @@ def labelstudio_start(config: ConfigArg) -> None:
 
     try:
         _, server = _server(config)
-        with console.status(f"starting Label Studio on {server.url} (the first start takes ~30 s)..."):
-            started = server.start()
+        started = server.start()  # says what it waits for (al_loop.labelstudio.server's log)
         credentials = server.credentials()
     except AlLoopError as error:
         raise _fail(error) from None

@@ -9,7 +9,8 @@ current round if enough of it is answered, then picks and pushes the next batch 
 
 A finished run still pulls: answers corrected (or deleted) after the last round change the labels; the
 run then re-evaluates its last round, re-logs it and finishes again (a new final model), and says which
-labels changed.
+labels changed. When its annotators work in the local Label Studio server and that server is stopped, a finished
+run neither starts it nor pulls (nobody can change answers in a stopped server); it says how to pull.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ FINAL_MODEL = "final_model"  # ledger meta: {"run_id", "model_id", "key", "sha25
 FINAL_MODEL_INTENT = "final_model/intent"  # ledger meta: the key of the model being logged
 EXAMPLE_ROWS = 3  # the final model's input example: the first rows of the pool's input columns
 AUDIT_ARTIFACT = "audit/labels.csv"  # the run's artifact: the audit table at the last finish
+STOPPED_SERVER_NOTE = ("Label Studio is not running, so answers were not pulled: to pull answers changed in it after "
+                       "the run finished, start it (`al-loop labelstudio start CONFIG`) and run `al-loop sync CONFIG`")
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class LoopResult:
     relabeled: tuple[tuple[str, str | None, str | None], ...] = ()
     # submissions without a choice on examples still waiting: example_id, task_id, annotator, round, required
     empty_submissions: tuple[dict[str, object], ...] = ()
+    # why a finished run did not pull (the local Label Studio server is stopped), or None if it pulled
+    not_pulled: str | None = None
 
     @property
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
@@ -156,10 +161,14 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
         run_id = tracker.run_for_ledger(ledger, config.run_name, tags, config.flat_params(), parent_run_id)
         try:
             tracker.log_inputs(run_id, run_inputs(config, workspace))  # once: a resumed run has them already
-            loop = _Loop(config, workspace, ledger, tracker, run_id,
-                         annotator or build_annotator(config, workspace, ledger), on_round,
-                         specialists or build_specialists(config, workspace, ledger), requeue_empty=requeue_empty,
-                         register=parent_run_id is None)
+            loop = _Loop(config, workspace, ledger, tracker, run_id, annotator, on_round, specialists,
+                         requeue_empty=requeue_empty, register=parent_run_id is None)
+            if annotator is None and ledger.get_meta("finished") is not None and ledger.open_round() is None \
+                    and _local_server_stopped(config) and loop.stop_reason():
+                loop.offline = STOPPED_SERVER_NOTE  # nothing to pull: do not start the server for nothing
+            else:
+                loop.annotator = annotator or build_annotator(config, workspace, ledger)
+                loop.specialists = specialists or build_specialists(config, workspace, ledger)
             try:
                 reason, finished = loop.run(wait)
             finally:
@@ -179,7 +188,17 @@ def run_loop(config: Config, *, workspace: Workspace | None = None, annotator: A
                        if (v := ledger.get_meta(k))}
         return LoopResult(run_id=run_id, run_dir=run_dir, rounds=ledger.rounds(), stopped_because=reason,
                           finished=finished, labelstudio=labelstudio, relabeled=tuple(relabeled),
-                          empty_submissions=tuple(ledger.empty_submissions()))
+                          empty_submissions=tuple(ledger.empty_submissions()), not_pulled=loop.offline)
+
+
+def _local_server_stopped(config: Config) -> bool:
+    """The annotators work in the local Label Studio server al-loop manages, and it is not running."""
+    settings = config.annotator
+    if not isinstance(settings, LabelStudioAnnotatorConfig) or settings.url is not None:
+        return False
+    from al_loop.labelstudio.server import LocalServer
+
+    return LocalServer(config.output_dir / "labelstudio", settings.port).pid() is None
 
 
 def run_inputs(config: Config, workspace: Workspace) -> list[RunInput]:
@@ -226,7 +245,7 @@ class _Loop:
     """The state machine of one run; every transition is read from and written to the ledger."""
 
     def __init__(self, config: Config, workspace: Workspace, ledger: Ledger, tracker: Tracker, run_id: str,
-                 annotator: Annotator, on_round: OnRound | None, specialists: Annotator | None = None,
+                 annotator: Annotator | None, on_round: OnRound | None, specialists: Annotator | None = None,
                  requeue_empty: bool = False, register: bool = True) -> None:
         self.config = config
         self.register = register  # register the final model (not for the child runs of compare and benchmark)
@@ -249,6 +268,7 @@ class _Loop:
         self._flagged: set[str] = set()  # annotators already warned about in this process
         self._truth: dict[str, str] | None = None  # the pool's label column, when it has one
         self.requeue_empty = requeue_empty
+        self.offline: str | None = None  # set (and no annotator built) when a finished run has nothing to pull
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -259,7 +279,8 @@ class _Loop:
             if current is None:
                 reason = self.stop_reason()
                 if reason:
-                    self.pull_once()  # answers changed after the last round still count
+                    if self.offline is None:
+                        self.pull_once()  # answers changed after the last round still count
                     return reason, True
                 current = self.queue_next_round()
                 if not wait:

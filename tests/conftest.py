@@ -71,7 +71,8 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory):
         if os.environ.get("CI"):
             pytest.fail('label-studio is not installed; CI must install the extra: pip install -e ".[test,server]"')
         pytest.skip('label-studio is not installed (pip install -e ".[server]")')
-    server = LocalServer(tmp_path_factory.mktemp("labelstudio"), _free_port())
+    # data in <folder>/labelstudio: the layout of a local server under an output_dir (tests/test_cli.py uses it)
+    server = LocalServer(tmp_path_factory.mktemp("ls") / "labelstudio", _free_port())
     server.start()
     os.environ[TOKEN_ENV] = server.credentials().token
     try:

@@ -21,7 +21,7 @@ def _write(tmp_path: Path, data: object) -> Path:
 
 def test_quickstart_config_loads_as_shipped() -> None:
     config = load_config(REPO / "configs" / "quickstart.yaml")
-    assert config.dataset.path == REPO / "data" / "newsgroups6-pool.csv.gz"
+    assert config.dataset.path == REPO / "data" / "newsgroups6-raw-pool.csv.gz"
     assert config.dataset.test_path is not None and config.dataset.test_path.exists()
     assert config.output_dir == REPO / "runs" / "quickstart"
     assert config.tracking_uri == f"sqlite:///{REPO / 'runs' / 'quickstart' / 'mlflow.db'}"

@@ -14,16 +14,18 @@ CHOICES_NAME = "label"
 TEXT_NAME = "text"
 PRIOR_NAME = "prior"  # specialist tasks: the answers given before, shown above the choices
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"  # the labeling stream serves the lowest prediction score first
+# Text as written: line breaks and indentation kept (Label Studio's Text tag folds them into one paragraph)
+TEXT_STYLE = ".htx-text, .htx-richtext { white-space: pre-wrap; }"
 
 
 def labeling_config(classes: list[str], instructions: str = "Choose the class", specialist: bool = False) -> str:
-    """Text + single, required Choices over the class names (the UI refuses a submission without a choice;
-    the API still accepts one). Numeric rows are shown as readable `name: value` text. A specialist's config
-    also shows the answers given before (who answered what)."""
+    """Text (line breaks kept) + single, required Choices over the class names (the UI refuses a submission
+    without a choice; the API still accepts one). Numeric rows are shown as readable `name: value` text. A
+    specialist's config also shows the answers given before (who answered what)."""
     choices = "\n    ".join(f"<Choice value={quoteattr(c)}/>" for c in classes)
     prior = (f'  <Header value="Answers given before (they disagree)"/>\n'
              f'  <Text name="{PRIOR_NAME}" value="${PRIOR_NAME}"/>\n') if specialist else ""
-    return (f"<View>\n  <Header value={quoteattr(instructions)}/>\n"
+    return (f"<View>\n  <Style>{TEXT_STYLE}</Style>\n  <Header value={quoteattr(instructions)}/>\n"
             f'  <Text name="{TEXT_NAME}" value="${TEXT_NAME}"/>\n{prior}'
             f'  <Choices name="{CHOICES_NAME}" toName="{TEXT_NAME}" choice="single" showInLine="false" '
             f'required="true">\n'

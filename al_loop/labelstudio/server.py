@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -28,6 +29,7 @@ import psutil
 
 from al_loop.errors import AlLoopError
 
+log = logging.getLogger(__name__)  # start-up progress at INFO: the CLI shows it (a first start takes a minute)
 HOST = "127.0.0.1"
 USERNAME = "admin@al-loop.local"
 
@@ -140,7 +142,9 @@ class LocalServer:
     def start(self, timeout: float = 240.0) -> bool:
         """Start the server unless it runs already; wait until healthy. Returns True if it was started now."""
         if self.pid() is not None:
-            self._wait_healthy(timeout)
+            if not self.healthy():
+                log.info("waiting for Label Studio on %s to answer (it is starting) ...", self.url)
+                self._wait_healthy(timeout)
             return False
         if _port_in_use(self.port):
             raise ServerError(f"port {self.port} on {HOST} is already in use by another program; set "
@@ -159,15 +163,22 @@ class LocalServer:
             "DJANGO_DEBUG": "false",
         }
         self.secure()
-        with open(self.log_path, "ab") as log:
+        first = not (self.data_dir / "label_studio.sqlite3").exists()
+        log.info("starting Label Studio on %s:%s%s ...", HOST, self.port,
+                 " (first start: about a minute of database set-up)" if first else "")
+        started = time.monotonic()
+        with open(self.log_path, "ab") as output:
             process = subprocess.Popen(
                 # --internal-host is the bind address; --host only prefixes generated URLs.
                 [executable, "start", "--no-browser", "--internal-host", HOST, "--port", str(self.port)],
-                env=environment, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=environment, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, cwd=self.data_dir, umask=0o077)  # its database holds the token
-        self.pid_path.write_text(json.dumps(_identity(process.pid)))
+        self.pid_path.write_text(json.dumps(_identity(process.pid, executable)))
         self.secure()  # the log and the pid file too
         self._wait_healthy(timeout, process)
+        self.pid_path.write_text(json.dumps(_identity(process.pid)))  # as it runs (its command line is final now)
+        log.info("Label Studio is ready on %s (started in %.0f s; log: %s)", self.url, time.monotonic() - started,
+                 self.log_path)
         return True
 
     def _wait_healthy(self, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
@@ -200,9 +211,16 @@ class LocalServer:
         return True
 
 
-def _identity(pid: int) -> dict[str, Any]:
-    """What tells this process from a later one that reuses its pid: its start time and command line."""
+def _identity(pid: int, executable: str | None = None) -> dict[str, Any]:
+    """What tells this process from a later one that reuses its pid: its start time and command line.
+
+    With `executable`, wait (up to 5 s) until the just-forked child has executed it: before that, its command
+    line is still the parent's (`al-loop run ...`), and a pid file recording that would make the running server
+    look like another process (then `stop` refuses to stop it and `status` says stopped)."""
     process = psutil.Process(pid)
+    deadline = time.monotonic() + 5.0
+    while executable is not None and executable not in process.cmdline() and time.monotonic() < deadline:
+        time.sleep(0.02)
     return {"pid": pid, "started": process.create_time(), "cmdline": process.cmdline()}
 
 
