@@ -216,7 +216,15 @@ def _loop(config: Path, strategy: str | None, seed: int | None, wait: bool, comm
                       "order across rounds; al_rank: 1 = most ambiguous of its round)",
                       soft_wrap=True, highlight=False)
         _print_login(cfg)
-    console.print(f"MLflow UI: {_mlflow_ui(cfg.tracking_uri)}", soft_wrap=True, highlight=False)
+    console.print(f"MLflow UI: {_mlflow_ui(cfg.tracking_uri)}, then open {_run_page(cfg.tracking_uri, result.run_id)}",
+                  soft_wrap=True, highlight=False)
+
+
+def _run_page(tracking_uri: str, run_id: str) -> str:
+    """The experiment's runs page in the UI's training view (where the learning curves are)."""
+    from mlflow.tracking import MlflowClient
+
+    return api.ui_url(MlflowClient(tracking_uri).get_run(run_id).info.experiment_id)
 
 
 def _mlflow_ui(tracking_uri: str) -> str:
@@ -224,7 +232,7 @@ def _mlflow_ui(tracking_uri: str) -> str:
     .venv/bin/mlflow) when there is one: a plain `mlflow` may not be on PATH in a virtual environment."""
     beside = Path(sys.executable).with_name("mlflow")
     executable = str(beside) if beside.exists() else "mlflow"
-    return f"{executable} ui --backend-store-uri {redact(tracking_uri)} --host 127.0.0.1"
+    return f"{executable} ui --backend-store-uri {redact(tracking_uri)} --host 127.0.0.1 --port 5000"
 
 
 def _print_people(result: api.LoopResult, config: Path, requeued: bool) -> None:
@@ -273,8 +281,7 @@ def compare(config: ConfigArg,
     console.print(_rich_table(result.table))
     console.print(f"full-pool accuracy (every pool label): {result.full_pool_accuracy:.3f}")
     console.print(f"curves: {result.plot}")
-    console.print(f"MLflow parent run {result.parent_run_id}; UI: mlflow ui --backend-store-uri "
-                  f"{redact(cfg.tracking_uri)} --host 127.0.0.1 --port 5000, then open "
+    console.print(f"MLflow parent run {result.parent_run_id}; UI: {_mlflow_ui(cfg.tracking_uri)}, then open "
                   f"{api.ui_url(result.experiment_id)} (expand the run compare-{result.table['dataset'].iloc[0]})",
                   soft_wrap=True, highlight=False)
 
@@ -346,8 +353,8 @@ def benchmark(config: Annotated[Path, typer.Argument(help="Benchmark suite YAML,
     console.print(api.results_markdown(result.table), highlight=False, soft_wrap=True)
     console.print(f"results: {result.folder / 'results.md'} and results.csv; plots: "
                   f"{', '.join(str(p) for p in result.plots.values())}", soft_wrap=True, highlight=False)
-    console.print(f"MLflow parent run {result.parent_run_id} (experiment {suite.tracking.experiment}); UI: mlflow ui "
-                  f"--backend-store-uri {redact(suite.tracking.uri or '')} --host 127.0.0.1 --port 5000, then open "
+    console.print(f"MLflow parent run {result.parent_run_id} (experiment {suite.tracking.experiment}); UI: "
+                  f"{_mlflow_ui(suite.tracking.uri or '')}, then open "
                   f"{api.ui_url(result.experiment_id)}", highlight=False, soft_wrap=True)
 
 

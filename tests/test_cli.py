@@ -69,6 +69,7 @@ def test_the_mlflow_ui_hint_names_the_mlflow_beside_this_python(write_config) ->
     mlflow = Path(sys.executable).with_name("mlflow")
     assert mlflow.exists(), "the test environment installs mlflow beside its Python"
     assert f"MLflow UI: {mlflow} ui --backend-store-uri " in output
+    assert "workflowType=machine_learning" in " ".join(output.split()), "the page of the runs, in the training view"
 
 
 @pytest.mark.labelstudio
