@@ -236,6 +236,8 @@ class Tracker:
             return _load_sklearn_flavor(local, model_id)
 
     def _download(self, model_id: str, folder: Path) -> Path:
+        # an internal copy (to hash or load the model): no progress bar on the user's console, unless they asked
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         try:
             return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_id}", dst_path=str(folder),
                                                             tracking_uri=self.tracking_uri))

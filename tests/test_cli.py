@@ -70,6 +70,7 @@ def test_the_mlflow_ui_hint_names_the_mlflow_beside_this_python(write_config) ->
     assert mlflow.exists(), "the test environment installs mlflow beside its Python"
     assert f"MLflow UI: {mlflow} ui --backend-store-uri " in output
     assert "workflowType=machine_learning" in " ".join(output.split()), "the page of the runs, in the training view"
+    assert "Downloading artifacts" not in output, "al-loop's own copy of the model (to hash it) shows no progress bar"
 
 
 @pytest.mark.labelstudio
