@@ -55,9 +55,8 @@ def _partition_top(path: str, start: int, stop: int, excluded: np.ndarray, model
     rows = rows[~np.isin(rows, excluded, assume_unique=True)]
     if len(rows) == 0:
         return Ranked.empty()
-    x = _features(path)
-    x_chunk = x[rows] if len(rows) < stop - start else x[start:stop]
-    return chunk_top(model, x_chunk, rows, measure, k)
+    # the contiguous chunk as a view of the memory-mapped file, used rows masked after scoring (no copy)
+    return chunk_top(model, _features(path)[start:stop], rows, measure, k, rows - start)
 
 
 def top_candidates(client: Any, features_path: Path, n_rows: int, available: np.ndarray, model: Any,

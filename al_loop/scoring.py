@@ -36,11 +36,18 @@ def merge(first: Ranked, second: Ranked, k: int) -> Ranked:
     return Ranked(rows[order], scores[order])
 
 
-def chunk_top(model: Any, x_chunk: Any, rows: np.ndarray, measure: str, k: int) -> Ranked:
-    """Score one chunk (rows = their pool positions) under an ambiguity measure and keep its k best."""
+def chunk_top(model: Any, x_chunk: Any, rows: np.ndarray, measure: str, k: int,
+              positions: np.ndarray | None = None) -> Ranked:
+    """Score one chunk (rows = their pool positions) under an ambiguity measure and keep its k best.
+
+    With `positions` (ascending), x_chunk is the whole contiguous chunk, used rows included, and only its
+    rows at those positions compete: scoring a view and masking costs less than gathering a copy.
+    """
     if len(rows) == 0:
         return Ranked.empty()
     scores = ambiguity(measure, model.predict_proba(x_chunk))
+    if positions is not None:
+        scores = scores[positions]
     keep = top_k(scores, k)  # rows ascend, so its tie-break by position is the tie-break by pool row
     return Ranked(rows[keep], scores[keep])
 
@@ -51,15 +58,18 @@ def chunks(n_rows: int, chunk_rows: int) -> list[tuple[int, int]]:
 
 
 def top_candidates(model: Any, x: Any, available: np.ndarray, measure: str, k: int, chunk_rows: int) -> Ranked:
-    """The k most ambiguous of the available pool rows (sorted ascending), scored chunk by chunk."""
+    """The k most ambiguous of the available pool rows (sorted ascending), scored chunk by chunk.
+
+    Each chunk is scored whole as a slice (a view when x is dense or memory-mapped) and the used rows are
+    dropped from its scores: the picks are those of scoring only the available rows."""
     best = Ranked.empty()
     for start, stop in chunks(x.shape[0], chunk_rows):
         low, high = np.searchsorted(available, [start, stop])
         rows = available[low:high]
         if len(rows) == 0:
             continue
-        x_chunk = x[rows] if len(rows) < stop - start else x[start:stop]
-        best = merge(best, chunk_top(model, x_chunk, rows, measure, k), k)
+        # a view of the contiguous chunk (no copy of dense or memory-mapped features), used rows masked after
+        best = merge(best, chunk_top(model, x[start:stop], rows, measure, k, rows - start), k)
     return best
 
 
