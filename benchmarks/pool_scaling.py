@@ -1,6 +1,7 @@
 """Benchmark one selection round of al-loop against modAL as the pool grows (time and peak memory).
 
-    .venv/bin/python benchmarks/pool_scaling.py [--sizes 10000,100000,1000000] [--out DIR]
+    .venv/bin/python benchmarks/pool_scaling.py [--sizes 10000,100000,1000000] [--out DIR] [--warm-rounds 5]
+                                                [--no-wait]
 
 For each pool size N: a synthetic pool of N rows, 100 dense float64 features, 10 overlapping Gaussian blobs
 (about half the rows classified right, so the probabilities are spread out), written once as a .npy file
@@ -23,10 +24,15 @@ MB = 10^6 bytes. The pool file is read from the page cache (it was just written)
      stopped after 600 s, and larger sizes skipped once it was stopped
   e  the floor: one bare lr.predict_proba(X), X in memory
   f  al-loop margin_diverse: top_candidates(k=100) then farthest_first(k=10), memory-mapped
+  w  warm rounds, what a user of a long-lived loop gets: ONE process runs a first round then --warm-rounds more,
+     the used set growing by the k picks of each round; every round times, side by side and round-robin (the
+     order alternates), the floor lr.predict_proba(X) (X in memory), (a) on the memory-mapped file and (f).
+     Ratios are paired per round (robust to load from other jobs); the table gives the median warm round.
 
-Targets: at 1M rows, (a) within 1.5x of (e)'s time and (a)'s peak within 1.25x of the feature array; at 100k
-rows, (f) at least 100x faster than (d). Before each measurement the script waits (at most 15 minutes in all)
-while `pgrep -f "run_benchmark|al-loop benchmark|pytest"` finds another heavy job: the machine has 2 cores.
+(a)-(f) are cold first rounds. Targets: at 1M rows, a warm margin round within 1.2x of the paired floor and (a)'s
+peak within 1.1x of the feature array; at 100k rows, (f) at least 100x faster than (d). Before each measurement
+the script waits (at most 15 minutes in all) while `pgrep -f "run_benchmark|al-loop benchmark|pytest"` finds
+another heavy job (the machine has 2 cores), unless --no-wait; the load average is printed at each method.
 """
 
 from __future__ import annotations
@@ -73,8 +79,9 @@ METHODS = {
     "c": "c. modAL margin_sampling (in memory)",
     "f": "f. al-loop margin_diverse (mmap)",
     "d": "d. modAL uncertainty_batch_sampling (in memory)",
+    "w": "w. warm rounds: al-loop margin (mmap), median",
 }
-ORDER = ["e", "a", "b", "c", "f", "d"]  # the slow one last
+ORDER = ["e", "a", "b", "c", "f", "w", "d"]  # the slow one last
 IN_MEMORY = {"c", "d", "e"}
 
 
@@ -156,6 +163,52 @@ def _worker_reset() -> dict[str, int]:
     if not _reset_peak():
         raise OSError("cannot reset the peak RSS (/proc/self/clear_refs) on a Dask worker")
     return _worker_rss()
+
+
+def measure_warm(folder: Path, warm_rounds: int) -> dict[str, Any]:
+    """A first round then `warm_rounds` more in this one process, each timing the floor, (a) and (f) side by side;
+    the used rows grow by (a)'s k picks per round. The peak over each (a) call is the private memory it adds."""
+    from al_loop import scoring
+
+    with open(folder / "model.pkl", "rb") as handle:
+        model = pickle.load(handle)
+    lr = model.estimator
+    used = np.load(folder / "labeled.npy")
+    x_map = np.load(folder / "features.npy", mmap_mode="r")
+    x_mem = np.load(folder / "features.npy")
+    n_rows = x_map.shape[0]
+
+    def floor() -> np.ndarray:
+        lr.predict_proba(x_mem)
+        return np.empty(0, dtype=np.int64)
+
+    def margin() -> np.ndarray:
+        return scoring.top_candidates(model, x_map, available, "margin", K, chunk_rows=CHUNK_ROWS).rows
+
+    def diverse() -> np.ndarray:
+        top = scoring.top_candidates(model, x_map, available, "margin", DIVERSITY_FACTOR * K, chunk_rows=CHUNK_ROWS)
+        return scoring.farthest_first(x_map, top, K).rows
+
+    rounds: list[dict[str, Any]] = []
+    for number in range(1 + warm_rounds):
+        available = np.setdiff1d(np.arange(n_rows), used, assume_unique=True)
+        calls = [("floor", floor), ("margin", margin), ("diverse", diverse)]
+        if number % 2:
+            calls.reverse()  # round-robin: neither side always runs first
+        record: dict[str, Any] = {"used": len(used)}
+        for name, call in calls:
+            gc.collect()
+            reset = _reset_peak()
+            before_kb = _status_kb("VmRSS")
+            start = time.perf_counter()
+            rows = call()
+            record[f"{name}_s"] = time.perf_counter() - start
+            record[f"{name}_peak_kb"] = max(0, _peak_kb(reset) - before_kb)
+            if name == "margin":
+                record["rows"] = [int(r) for r in rows]
+        rounds.append(record)
+        used = np.union1d(used, record["rows"])
+    return {"method": "w", "n_rows": n_rows, "rounds": rounds}
 
 
 def measure(method: str, folder: Path) -> dict[str, Any]:
@@ -256,10 +309,12 @@ class Row:
 class Quiet:
     """Waits while another heavy job runs; gives up after 15 minutes of waiting in all."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
         self.waited_s = 0.0
         self.gave_up = False
         self.busy_at_start: list[str] = []
+        self.loads: list[float] = []
 
     def _busy(self) -> list[str]:
         found = subprocess.run(["pgrep", "-af", BUSY_PATTERN], capture_output=True, text=True, check=False)
@@ -268,6 +323,9 @@ class Quiet:
 
     def wait(self) -> list[str]:
         """Returns the jobs still running when the measurement starts (empty when quiet)."""
+        self.loads.append(os.getloadavg()[0])
+        if not self.enabled:
+            return self._busy()
         while True:
             busy = self._busy()
             if not busy or self.gave_up:
@@ -310,11 +368,12 @@ def make_pool(size: int, folder: Path) -> None:
         pickle.dump(model, handle)
 
 
-def run_method(method: str, size: int, folder: Path, quiet: Quiet) -> Row:
+def run_method(method: str, size: int, folder: Path, quiet: Quiet, warm_rounds: int = 5) -> Row:
     busy = quiet.wait()
     timeout = D_TIMEOUT_S if method == "d" else OTHER_TIMEOUT_S
-    command = [sys.executable, str(Path(__file__).resolve()), "--measure", method, "--out", str(folder)]
-    print(f"[{size:,}] {METHODS[method]} ...", end=" ", flush=True)
+    command = [sys.executable, str(Path(__file__).resolve()), "--measure", method, "--out", str(folder),
+               "--warm-rounds", str(warm_rounds)]
+    print(f"[{size:,}] {METHODS[method]} (load {quiet.loads[-1]:.2f}) ...", end=" ", flush=True)
     row = Row(size, method)
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
@@ -329,6 +388,8 @@ def run_method(method: str, size: int, folder: Path, quiet: Quiet) -> Row:
         print(row.note, flush=True)
         return row
     raw = json.loads(lines[-1][len("RESULT "):])
+    if method == "w":
+        return _warm_row(row, raw, busy)
     row.raw, row.seconds, row.rows = raw, raw["seconds"], raw["rows"]
     delta_kb = raw["driver_delta_kb"] + raw.get("workers_peak_kb", 0)
     row.delta_bytes = delta_kb * 1024.0
@@ -348,6 +409,28 @@ def run_method(method: str, size: int, folder: Path, quiet: Quiet) -> Row:
         notes.append("measured while another job ran")
     row.note = "; ".join(notes)
     print(f"{row.seconds:.3f} s", flush=True)
+    return row
+
+
+def _warm_row(row: Row, raw: dict[str, Any], busy: list[str]) -> Row:
+    """The median warm round (rounds after the first) with its paired ratios to the floor."""
+    rounds = raw["rounds"]
+    warm = rounds[1:] or rounds
+    row.raw, row.rows = raw, rounds[-1]["rows"]
+    row.seconds = float(np.median([r["margin_s"] for r in warm]))
+    row.delta_bytes = float(max(r["margin_peak_kb"] for r in warm)) * 1024.0
+    margin = [r["margin_s"] / r["floor_s"] for r in warm]
+    diverse = [r["diverse_s"] / r["floor_s"] for r in warm]
+    first = rounds[0]
+    raw["warm_margin_ratio"] = float(np.median(margin))
+    raw["warm_diverse_s"] = float(np.median([r["diverse_s"] for r in warm]))
+    row.note = (f"{len(warm)} warm rounds: floor {np.median([r['floor_s'] for r in warm]):.3f} s, paired margin/floor "
+                f"median {np.median(margin):.2f}x ({min(margin):.2f}-{max(margin):.2f}), margin_diverse "
+                f"{raw['warm_diverse_s']:.3f} s = {np.median(diverse):.2f}x; first round in this process "
+                f"{first['margin_s'] / first['floor_s']:.2f}x; peak = private memory added by a warm round")
+    if busy:
+        row.note += "; measured while another job ran"
+    print(f"{row.seconds:.3f} s ({raw['warm_margin_ratio']:.2f}x the floor)", flush=True)
     return row
 
 
@@ -372,18 +455,18 @@ def targets(results: list[Row]) -> list[tuple[str, str, str]]:
     """(target, measured, PASS/MISS/n/a)."""
     by = {(r.size, r.method): r for r in results}
     checks: list[tuple[str, str, str]] = []
-    a, e = by.get((1_000_000, "a")), by.get((1_000_000, "e"))
-    name = "1M rows: margin round (a) within 1.5x of bare predict_proba (e)"
-    if a and e and a.seconds is not None and e.seconds is not None:
-        ratio = a.seconds / e.seconds
-        checks.append((name, f"{a.seconds:.2f} s vs {e.seconds:.2f} s = {ratio:.2f}x",
-                       "PASS" if ratio <= 1.5 else "MISS"))
+    a, w = by.get((1_000_000, "a")), by.get((1_000_000, "w"))
+    name = "1M rows: warm margin round (w) within 1.2x of the paired bare predict_proba"
+    if w and w.seconds is not None:
+        ratio = w.raw["warm_margin_ratio"]
+        checks.append((name, f"median of paired ratios {ratio:.2f}x ({w.seconds:.2f} s)",
+                       "PASS" if ratio <= 1.2 else "MISS"))
     else:
         checks.append((name, "not measured", "n/a"))
-    name = "1M rows: (a) peak memory within 1.25x of the feature array"
+    name = "1M rows: (a) peak memory within 1.1x of the feature array"
     if a and a.ratio is not None:
         checks.append((name, f"{a.delta_bytes / 1e6:,.0f} MB vs {a.array_bytes / 1e6:,.0f} MB = {a.ratio:.2f}x",
-                       "PASS" if a.ratio <= 1.25 else "MISS"))
+                       "PASS" if a.ratio <= 1.1 else "MISS"))
     else:
         checks.append((name, "not measured", "n/a"))
     d, f = by.get((100_000, "d")), by.get((100_000, "f"))
@@ -401,6 +484,12 @@ def targets(results: list[Row]) -> list[tuple[str, str, str]]:
             checks.append((name, "(d) failed", "n/a"))
     else:
         checks.append((name, "not measured", "n/a"))
+    w = by.get((100_000, "w"))
+    name = "100k rows: warm margin_diverse (w) at least 100x faster than modAL ranked batch (d)"
+    if w and w.seconds is not None and d and d.seconds is not None:
+        speedup = d.seconds / w.raw["warm_diverse_s"]
+        checks.append((name, f"{d.seconds:.2f} s / {w.raw['warm_diverse_s']:.3f} s = {speedup:,.0f}x",
+                       "PASS" if speedup >= 100 else "MISS"))
     return checks
 
 
@@ -433,6 +522,9 @@ def report(results: list[Row], same_rows: dict[int, str], quiet: Quiet) -> None:
         console.print(f"{verdict:5} {name}: {measured}")
     for size, text in same_rows.items():
         console.print(f"{size:,} rows: (a) and (b) {text}")
+    if quiet.loads:
+        console.print(f"1-min load average before the methods: {min(quiet.loads):.2f}-{max(quiet.loads):.2f}"
+                      + ("" if quiet.enabled else " (--no-wait)"))
     if quiet.waited_s or quiet.gave_up:
         console.print(f"waited {quiet.waited_s / 60:.1f} min for other jobs" + (" then gave up" if quiet.gave_up
                                                                                  else ""))
@@ -454,6 +546,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="pool sizes, comma-separated")
     parser.add_argument("--out", type=Path, default=None, help="folder for the pools (kept); default: temporary")
+    parser.add_argument("--warm-rounds", type=int, default=5,
+                        help="warm rounds after the first in one process (method w); default 5")
+    parser.add_argument("--no-wait", action="store_true", help="measure even while other heavy jobs run")
     parser.add_argument("--measure", choices=sorted(METHODS), help=argparse.SUPPRESS)  # subprocess modes
     parser.add_argument("--make-pool", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -461,7 +556,8 @@ def main() -> None:
         make_pool(args.make_pool, args.out)
         return
     if args.measure:
-        print("RESULT " + json.dumps(measure(args.measure, args.out)), flush=True)
+        result = measure_warm(args.out, args.warm_rounds) if args.measure == "w" else measure(args.measure, args.out)
+        print("RESULT " + json.dumps(result), flush=True)
         return
 
     sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
@@ -469,7 +565,7 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     print(machine(), flush=True)
     print(f"pools in {root}; sizes {', '.join(f'{s:,}' for s in sizes)}", flush=True)
-    quiet = Quiet()
+    quiet = Quiet(enabled=not args.no_wait)
     results: list[Row] = []
     same_rows: dict[int, str] = {}
     d_stopped = False
@@ -488,7 +584,7 @@ def main() -> None:
                     results.append(Row(size, "d", note=f"skipped (stopped at a smaller size after "
                                                         f"{D_TIMEOUT_S:.0f} s)"))
                     continue
-                row = run_method(method, size, folder, quiet)
+                row = run_method(method, size, folder, quiet, args.warm_rounds)
                 results.append(row)
                 if method == "d" and row.note.startswith(">"):
                     d_stopped = True
