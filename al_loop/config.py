@@ -242,6 +242,17 @@ class ComputeConfig(_Strict):
     store_features: bool = Field(True, description="keep the pool's features on disk under output_dir/features")
     diversity_factor: int = Field(10, ge=1, description="margin_diverse: candidates = factor x batch size")
     ranked_batch_max_pool: int = Field(20000, gt=0, description="refuse ranked_batch above this many candidates")
+    blas_threads: int | None = Field(None, description="BLAS threads of a round's fit, predictions and scoring; "
+                                                       "auto/null = 1 (docs/performance.md); no effect on results")
+
+    @field_validator("blas_threads", mode="before")
+    @classmethod
+    def _blas_threads(cls, value: Any) -> int | None:
+        if value is None or value == "auto":
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError("compute.blas_threads must be a whole number >= 1, or auto (null) for the default")
+        return value
 
 
 class RoutingConfig(_Strict):

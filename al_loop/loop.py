@@ -65,6 +65,7 @@ from al_loop.selection import (
     check_pool_size,
     pick_scores,
 )
+from al_loop.threads import blas_limit
 from al_loop.tracking import RunInput, Tracker, model_alias, registered_model_name
 from al_loop.workspace import Workspace, prepare
 
@@ -121,8 +122,9 @@ def full_pool_accuracy(config: Config, workspace: Workspace) -> float:
     pool, test = workspace.splits.pool, workspace.splits.test
     if pool.labels is None or any(v is None for v in pool.labels) or test is None:
         raise AlLoopError("compare runs in simulation: it needs a label for every pool row and held-out test rows")
-    model = fit(build_estimator(config.model, config.seed), workspace.x_pool, pool.labels, workspace.classes)
-    return evaluate(model, workspace.x_test, test.labels)["accuracy"]
+    with blas_limit(config.compute.blas_threads):
+        model = fit(build_estimator(config.model, config.seed), workspace.x_pool, pool.labels, workspace.classes)
+        return evaluate(model, workspace.x_test, test.labels)["accuracy"]
 
 
 def reference_for(config: Config, workspace: Workspace) -> Reference:
@@ -335,11 +337,12 @@ class _Loop:
         size = min(size, len(available))
         strategy = selection.get(name)
         labels = self.ledger.labels()
-        model = self.model_for(labels) if strategy.needs.model else None
-        ctx = self.selection_context(round_index, size, rng, available, model, labels, strategy)
-        ranked = strategy.select(ctx)
-        rows = ranked.rows
-        proba = None if model is None or len(rows) == 0 else model.predict_proba(self.ws.x_pool[rows])
+        with blas_limit(self.config.compute.blas_threads):  # fit, pool scoring and the picks' probabilities
+            model = self.model_for(labels) if strategy.needs.model else None
+            ctx = self.selection_context(round_index, size, rng, available, model, labels, strategy)
+            ranked = strategy.select(ctx)
+            rows = ranked.rows
+            proba = None if model is None or len(rows) == 0 else model.predict_proba(self.ws.x_pool[rows])
         scores = pick_scores(ranked, proba)
         picks = []
         for rank, (row, score) in enumerate(zip(rows, scores, strict=True), start=1):
@@ -560,17 +563,18 @@ class _Loop:
         if self.routing_on():
             metrics["reviewed_routed_labels"] = float(len(self.ledger.routed_labels()))
         if labels:
-            model = self.model_for(labels)
-            eval_labels = self.ledger.labels(purpose="eval")
-            held_out = self.held_out(eval_labels)
-            if held_out is not None:
-                metrics |= evaluate(model, *held_out)
-            if eval_labels:
-                metrics["eval_size"] = float(len(eval_labels))
-                test = self.ws.splits.test
-                if test is not None and self.ws.x_test is not None:
-                    metrics |= {f"test_{k}": v for k, v in evaluate(model, self.ws.x_test, test.labels).items()}
-            metrics |= self.decisions(round_index, model, labels, held_out, metrics)
+            with blas_limit(self.config.compute.blas_threads):  # the fit and every prediction of the round
+                model = self.model_for(labels)
+                eval_labels = self.ledger.labels(purpose="eval")
+                held_out = self.held_out(eval_labels)
+                if held_out is not None:
+                    metrics |= evaluate(model, *held_out)
+                if eval_labels:
+                    metrics["eval_size"] = float(len(eval_labels))
+                    test = self.ws.splits.test
+                    if test is not None and self.ws.x_test is not None:
+                        metrics |= {f"test_{k}": v for k, v in evaluate(model, self.ws.x_test, test.labels).items()}
+                metrics |= self.decisions(round_index, model, labels, held_out, metrics)
         metrics |= self.quality_metrics(round_index)
         picked = [r[0] for r in self.ledger.round_ambiguities(round_index) if r[0] is not None]
         if picked:
@@ -712,10 +716,11 @@ class _Loop:
                                           run_dir / "learning_curve.png", f"{self.config.run_name}")
                 self.tracker.log_artifact(self.run_id, png)
                 self.log_summary(rounds, reference or reference_for(self.config, self.ws))
-            model = self.model_for(labels) if labels else None
-            if self.config.tracking.log_model and model is not None and hasattr(model.estimator, "fit"):
-                pipeline = Pipeline([("features", self.ws.featurizer), ("model", model.estimator)])
-                self.log_final_model(pipeline, finished_key)
+            with blas_limit(self.config.compute.blas_threads):  # the final fit, and the predictions of logging it
+                model = self.model_for(labels) if labels else None
+                if self.config.tracking.log_model and model is not None and hasattr(model.estimator, "fit"):
+                    pipeline = Pipeline([("features", self.ws.featurizer), ("model", model.estimator)])
+                    self.log_final_model(pipeline, finished_key)
             self.log_audit()
             last = rounds[-1].metrics if rounds else {}
             flagged = [key.split("/")[1] for key, value in last.items()  # the metric names of the annotators
