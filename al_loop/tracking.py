@@ -36,7 +36,7 @@ from mlflow.tracking import MlflowClient
 
 from al_loop.errors import AlLoopError, BrokenStateError, ServiceError, storage_error
 from al_loop.ledger import Ledger
-from al_loop.redact import redact
+from al_loop.redact import redact, redact_url
 
 PARENT_TAG = "mlflow.parentRunId"
 # MLflow 3's UI opens an experiment in its GenAI view (traces) unless this tag says it holds model training runs
@@ -446,13 +446,11 @@ _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_T
 
 
 def shown_uri(tracking_uri: str) -> str:
-    """A tracking URI for messages: a server's scheme, host and port, a store's path; never credentials."""
-    parts = urlsplit(tracking_uri)
-    if parts.scheme in ("http", "https"):
-        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    if parts.scheme == "sqlite":
+    """A tracking URI for messages: a store's path, or the URI without credentials (al_loop.redact, the one
+    place that decides what may be shown)."""
+    if tracking_uri.startswith("sqlite:"):
         return _sqlite_path(tracking_uri) or "sqlite"
-    return f"{parts.scheme}://{parts.hostname or ''}" if parts.scheme else tracking_uri
+    return redact_url(tracking_uri)
 
 
 def _sqlite_path(tracking_uri: str) -> str | None:
