@@ -120,22 +120,26 @@ class Reference:
 def full_pool_accuracy(config: Config, workspace: Workspace) -> float:
     """Test accuracy of the model trained on every pool label: the ceiling the curves are measured against."""
     pool, test = workspace.splits.pool, workspace.splits.test
-    if pool.labels is None or any(v is None for v in pool.labels) or test is None:
+    if not _fully_labeled(workspace) or test is None:
         raise AlLoopError("compare runs in simulation: it needs a label for every pool row and held-out test rows")
     with blas_limit(config.compute.blas_threads):
         model = fit(build_estimator(config.model, config.seed), workspace.x_pool, pool.labels, workspace.classes)
         return evaluate(model, workspace.x_test, test.labels)["accuracy"]
 
 
+def _fully_labeled(workspace: Workspace) -> bool:
+    """Whether every pool row has a label (a simulation's oracle, and what a full-pool model needs)."""
+    labels = workspace.splits.pool.labels
+    return labels is not None and all(v is not None for v in labels)
+
+
 def reference_for(config: Config, workspace: Workspace) -> Reference:
     """A lone run's reference: the full-pool accuracy where the run is a simulation measured on the test split of a
     fully labeled pool (one more fit on every pool label); none for people's runs (Label Studio), whose curve is
     summarized by its AUBC only."""
-    pool = workspace.splits.pool
     simulated = isinstance(config.annotator, SimulatedAnnotatorConfig) and config.evaluation.size == 0
-    labeled = pool.labels is not None and all(v is not None for v in pool.labels)
-    full = (full_pool_accuracy(config, workspace) if simulated and labeled and workspace.splits.test is not None
-            else None)
+    full = (full_pool_accuracy(config, workspace)
+            if simulated and _fully_labeled(workspace) and workspace.splits.test is not None else None)
     return Reference(full_accuracy=full, targets=tuple(config.compare.targets))
 
 
