@@ -16,19 +16,36 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from modAL.batch import ranked_batch
-from modAL.uncertainty import _proba_entropy, _proba_margin, _proba_uncertainty
+
+# modAL is imported where it is used, not here: it imports scikit-learn and scipy (about 1.5 s), and the config
+# (which imports the strategy names from here) is all that `al-loop labelstudio stop` or `audit` need.
+
+
+def least_confidence_ambiguity(proba: np.ndarray) -> np.ndarray:
+    """1 - p_top1 (modAL's `_proba_uncertainty`)."""
+    from modAL.uncertainty import _proba_uncertainty
+
+    return _proba_uncertainty(proba)
 
 
 def margin_ambiguity(proba: np.ndarray) -> np.ndarray:
     """1 - (p_top1 - p_top2): 1 when the two best classes tie, 0 when one class is certain."""
+    from modAL.uncertainty import _proba_margin
+
     return 1.0 - _proba_margin(proba)
 
 
+def entropy_ambiguity(proba: np.ndarray) -> np.ndarray:
+    """The entropy of the class probabilities (modAL's `_proba_entropy`)."""
+    from modAL.uncertainty import _proba_entropy
+
+    return _proba_entropy(proba)
+
+
 MEASURES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "least_confidence": _proba_uncertainty,
+    "least_confidence": least_confidence_ambiguity,
     "margin": margin_ambiguity,
-    "entropy": _proba_entropy,
+    "entropy": entropy_ambiguity,
 }
 
 
@@ -69,6 +86,8 @@ class _Labeled:
 def ranked_batch_rows(uncertainty: np.ndarray, k: int, x_candidates: Any, x_labeled: Any) -> np.ndarray:
     """modAL's ranked batch (Cardoso et al. 2017): uncertainty traded against distance to labeled and
     already-picked rows. Costs candidates x labeled distances per pick: for pools of thousands, not millions."""
+    from modAL.batch import ranked_batch
+
     if x_candidates is None or x_labeled is None:
         raise ValueError("ranked_batch needs the features of the candidates and of the labeled rows")
     k = min(k, len(uncertainty))

@@ -29,6 +29,15 @@ def test_importing_the_cli_and_the_api_loads_no_heavy_library() -> None:
     assert done.stdout.strip() == "", f"imported at start-up (slows every command, even --help): {done.stdout}"
 
 
+def test_reading_a_config_loads_no_heavy_library() -> None:
+    """`labelstudio stop`, `audit` and the config checks read a config only: no model or tracking library."""
+    code = ("import sys, al_loop.config; "
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"imported by the config module: {done.stdout}"
+
+
 def test_the_api_still_offers_its_names() -> None:
     from al_loop import api
 

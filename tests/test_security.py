@@ -15,22 +15,27 @@ import joblib
 import mlflow
 import mlflow.sklearn
 import numpy as np
+import pandas as pd
 import pytest
 import skops.io
 import yaml
 from mlflow.tracking import MlflowClient
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from typer.testing import CliRunner
 
 from al_loop.cli import app
-from al_loop.config import LabelStudioAnnotatorConfig, load_config
+from al_loop.config import LabelStudioAnnotatorConfig, ModelConfig, load_config
 from al_loop.errors import AlLoopError, ConfigError, DataError, ServiceError
 from al_loop.labelstudio.connection import connect
 from al_loop.labelstudio.server import LocalServer
 from al_loop.loop import run_loop
+from al_loop.model import build_estimator
 from al_loop.redact import looks_like_token, redact, redact_url, redact_value
 from al_loop.route import route
-from al_loop.tracking import ModelRefused, Tracker, trusted_type
+from al_loop.tracking import ModelRefused, Tracker, _lean_copy, trusted_type
 from al_loop.workspace import prepare
 
 LEGACY_TOKEN = "deadbeef0123456789abcdef0123456789abcdef"  # 40 hex, starts with a letter: a valid identifier
@@ -369,3 +374,25 @@ def test_route_with_an_unknown_run_id_is_a_clear_error(write_config, tmp_path: P
                                       "--run-id", "0123456789abcdef0123456789abcdef"])
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.exception
     assert "there is no MLflow run '0123456789abcdef0123456789abcdef'" in result.output
+
+
+@pytest.mark.parametrize("estimator", ["linear_model.LogisticRegression", "svm.SVC", "ensemble.RandomForestClassifier",
+                                       "naive_bayes.ComplementNB"])
+def test_the_cheap_type_probe_finds_the_types_of_the_whole_model(estimator: str) -> None:
+    """log_model probes skops types on a skeleton (one vocabulary term): it must name what the full model needs."""
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(300)])
+    texts = [" ".join(rng.choice(words, 12)) for _ in range(120)]
+    labels = rng.choice(["a", "b", "c"], 120)
+    features = ColumnTransformer([("text", TfidfVectorizer(), "text")])
+    calibration = "sigmoid" if estimator == "svm.SVC" else "none"  # CalibratedClassifierCV's internals too
+    model = build_estimator(ModelConfig(estimator=f"sklearn.{estimator}", params={}, calibration=calibration), seed=0)
+    pipeline = Pipeline([("features", features), ("model", model)])
+    pipeline.fit(pd.DataFrame({"text": texts}), labels)
+    full = _lean_copy(pipeline)
+    skeleton = _lean_copy(pipeline, skeleton=True)
+    assert len(skeleton.named_steps["features"].named_transformers_["text"].vocabulary_) == 1
+    assert len(full.named_steps["features"].named_transformers_["text"].vocabulary_) > 100
+    needed = sorted(skops.io.get_untrusted_types(data=skops.io.dumps(full)))
+    assert sorted(skops.io.get_untrusted_types(data=skops.io.dumps(skeleton))) == needed
+    assert bool(needed) == (estimator in ("svm.SVC", "ensemble.RandomForestClassifier"))  # the check has teeth
