@@ -12,7 +12,8 @@ costs does. The model is not logged at the finish (tracking.log_model: false); t
 Each stage is timed with time.perf_counter by wrapping functions from here (al-loop is not changed for it), in
 exclusive time: a wrapped call inside another wrapped call counts for its own stage only.
 - select: _Loop.queue_next_round (the strategy's scoring and picking, minus the ledger and fit calls in it)
-- fit: al_loop.loop.fit (every model fit); evaluate: al_loop.loop.evaluate (predictions and metrics)
+- fit: al_loop.loop.fit (every model fit) and _Loop.model_for (which gathers the labeled rows and labels for it);
+  evaluate: al_loop.loop.evaluate (predictions and metrics)
 - decisions: _Loop.decisions, _Loop.routing_on, stop_rule_fired, _Loop.quality_metrics (minus the ledger calls)
 - ledger: every public method of al_loop.ledger.Ledger; MLflow log: every public method of Tracker
 - annotator: the oracle's push and pull; other: the rest of the round (its own loop code)
@@ -79,7 +80,7 @@ class Clock:
         return spent, calls
 
 
-def instrument(clock: Clock) -> None:
+def instrument(clock: Clock, by_method: bool = False) -> None:
     """Wrap al-loop's stages (module attributes and class methods) with the clock."""
     from al_loop import loop as loop_module
     from al_loop.annotators.simulated import SimulatedAnnotator
@@ -91,6 +92,7 @@ def instrument(clock: Clock) -> None:
     loop_module.stop_rule_fired = clock.wrap("decisions", loop_module.stop_rule_fired)
     cls = loop_module._Loop
     cls.queue_next_round = clock.wrap("select", cls.queue_next_round)
+    cls.model_for = clock.wrap("fit", cls.model_for)
     for name in ("decisions", "routing_on", "quality_metrics"):
         setattr(cls, name, clock.wrap("decisions", getattr(cls, name)))
     for owner, stage, names in ((Ledger, "ledger", None), (Tracker, "mlflow", None),
@@ -100,7 +102,7 @@ def instrument(clock: Clock) -> None:
                 continue
             if name in ("transaction",):  # a context manager used inside the methods, not a stage of its own
                 continue
-            setattr(owner, name, clock.wrap(stage, member))
+            setattr(owner, name, clock.wrap(f"{stage}.{name}" if by_method else stage, member))
 
 
 def write_pool(folder: Path, rows: int) -> tuple[Path, Path]:
@@ -116,7 +118,7 @@ def write_pool(folder: Path, rows: int) -> tuple[Path, Path]:
     return pool, test
 
 
-def run(folder: Path, pool_rows: int, batch: int, budget: int) -> list[dict[str, Any]]:
+def run(folder: Path, pool_rows: int, batch: int, budget: int, by_method: bool = False) -> list[dict[str, Any]]:
     """One simulated run; returns one record per round: labels, seconds, stage seconds and ledger calls."""
     from al_loop.config import load_config
     from al_loop.loop import run_loop
@@ -137,17 +139,24 @@ def run(folder: Path, pool_rows: int, batch: int, budget: int) -> list[dict[str,
     }))
     config = load_config(config_path)
     clock = Clock()
-    instrument(clock)
+    instrument(clock, by_method)
     records: list[dict[str, Any]] = []
     mark = [time.perf_counter()]
 
     def on_round(record: Any) -> None:
         now = time.perf_counter()
         spent, calls = clock.take()
+        methods = {k: v for k, v in spent.items() if "." in k}
+        for key, value in methods.items():  # --by-method: the stage is the sum of its methods
+            stage = key.split(".")[0]
+            spent[stage] = spent.get(stage, 0.0) + value
+            calls[stage] = calls.get(stage, 0) + calls.pop(key)
+        for key in methods:
+            del spent[key]
         total = now - mark[0]
         spent["other"] = total - sum(spent.values())
         records.append({"round": record.round, "labels": int(record.n_labels or 0), "seconds": total,
-                        "stages": spent, "ledger_calls": calls.get("ledger", 0)})
+                        "stages": spent, "ledger_calls": calls.get("ledger", 0), "methods": methods})
         mark[0] = time.perf_counter()
 
     run_loop(config, on_round=on_round)
@@ -170,6 +179,19 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def print_methods(console: Console, records: list[dict[str, Any]]) -> None:
+    names = sorted({name for r in records for name in r["methods"]})
+    table = Table(title="Time per method (ms, median of the 3 rounds nearest each label count)")
+    table.add_column("method")
+    nearest = [sorted(records, key=lambda r: (abs(r["labels"] - t), r["labels"]))[:3] for t in TARGETS]
+    for target in TARGETS:
+        table.add_column(f"~{target:,}", justify="right")
+    for name in names:
+        table.add_row(name, *(f"{statistics.median(r['methods'].get(name, 0.0) for r in near) * 1000:.2f}"
+                              for near in nearest))
+    console.print(table)
+
+
 COLUMNS = [("labels", "labels (3 rounds)"), ("round", "round ms"), ("select", "select"), ("fit", "fit"),
            ("evaluate", "evaluate"), ("decisions", "decisions"), ("ledger", "ledger"), ("mlflow", "MLflow log"),
            ("annotator", "annotator"), ("other", "other"), ("bookkeeping", "round - fit - evaluate"),
@@ -185,6 +207,8 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=14_000, help="pool rows (> budget)")
     parser.add_argument("--batch", type=int, default=100, help="initial set and batch size")
     parser.add_argument("--budget", type=int, default=10_000, help="labels at the last round")
+    parser.add_argument("--by-method", action="store_true", help="also print the ledger's and MLflow's time "
+                        "per method (ms, median of the 3 rounds nearest each label count)")
     parser.add_argument("--out", type=Path, default=None, help="keep the run here (default: a temporary folder)")
     args = parser.parse_args()
     if args.pool <= args.budget:
@@ -194,7 +218,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as temporary:
         folder = args.out or Path(temporary)
         folder.mkdir(parents=True, exist_ok=True)
-        records = run(folder, args.pool, args.batch, args.budget)
+        records = run(folder, args.pool, args.batch, args.budget, args.by_method)
     elapsed = time.perf_counter() - started
     load_after = os.getloadavg()
     rows = summarize(records)
@@ -205,6 +229,8 @@ def main() -> None:
     for row in rows:
         table.add_row(*(cell(row[key]) for key, _ in COLUMNS))
     console.print(table)
+    if args.by_method:
+        print_methods(console, records)
     first, last = rows[0], rows[-1]
     ratio = last["bookkeeping"] / first["bookkeeping"]
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
