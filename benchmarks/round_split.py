@@ -18,7 +18,9 @@ exclusive time: a wrapped call inside another wrapped call counts for its own st
 - ledger: every public method of al_loop.ledger.Ledger; MLflow log: every public method of Tracker
 - annotator: the oracle's push and pull; other: the rest of the round (its own loop code)
 A round lasts from the end of the previous round (the on_round callback) to its own end, so it includes the stop
-check before it. The table gives, for each of three label counts, the median over the 3 rounds nearest to it.
+check before it (the first round: from its selection on). One short warm-up run (3 rounds, untimed) pays the
+imports and first calls, then --repeats timed runs; the table gives, for each of three label counts, the median
+over the 3 rounds nearest to it in every timed run (3 x repeats rounds).
 The load average (os.getloadavg) is printed before and after: the machine may be shared.
 """
 
@@ -118,10 +120,11 @@ def write_pool(folder: Path, rows: int) -> tuple[Path, Path]:
     return pool, test
 
 
-def run(folder: Path, pool_rows: int, batch: int, budget: int, by_method: bool = False) -> list[dict[str, Any]]:
-    """One simulated run; returns one record per round: labels, seconds, stage seconds and ledger calls."""
+def run(folder: Path, pool_rows: int, batch: int, budget: int, clock: Clock) -> list[dict[str, Any]]:
+    """One simulated run; returns one record per round: labels, seconds, stage seconds and ledger calls. The first
+    round is timed from its selection on (the MLflow run's start and its inputs are not part of a round)."""
     from al_loop.config import load_config
-    from al_loop.loop import run_loop
+    from al_loop.loop import _Loop, run_loop
 
     pool, test = write_pool(folder, pool_rows)
     config_path = folder / "config.yaml"
@@ -132,16 +135,21 @@ def run(folder: Path, pool_rows: int, batch: int, budget: int, by_method: bool =
         "loop": {"strategy": "margin", "initial_strategy": "random", "batch_size": batch, "initial_size": batch,
                  "budget": budget},
         "costs": {"per_accuracy_point": 5.0},
-        "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": "round-split", "log_model": False},
+        "tracking": {"uri": f"sqlite:///{folder / 'mlflow.db'}", "experiment": folder.name, "log_model": False},
         "compute": {"blas_threads": 1},
         "seed": SEED,
         "output_dir": str(folder / "runs"),
     }))
     config = load_config(config_path)
-    clock = Clock()
-    instrument(clock, by_method)
     records: list[dict[str, Any]] = []
     mark = [time.perf_counter()]
+    select = _Loop.queue_next_round
+
+    def first_round_starts(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not records:
+            clock.take()
+            mark[0] = time.perf_counter()
+        return select(self, *args, **kwargs)
 
     def on_round(record: Any) -> None:
         now = time.perf_counter()
@@ -159,16 +167,24 @@ def run(folder: Path, pool_rows: int, batch: int, budget: int, by_method: bool =
                         "stages": spent, "ledger_calls": calls.get("ledger", 0), "methods": methods})
         mark[0] = time.perf_counter()
 
-    run_loop(config, on_round=on_round)
+    _Loop.queue_next_round = first_round_starts
+    try:
+        run_loop(config, on_round=on_round)
+    finally:
+        _Loop.queue_next_round = select
     return records
 
 
-def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each target label count, the medians over the 3 rounds nearest to it."""
+def nearest(runs: list[list[dict[str, Any]]], target: int) -> list[dict[str, Any]]:
+    """The 3 rounds nearest to a label count, of every run."""
+    return [r for records in runs for r in sorted(records, key=lambda r: (abs(r["labels"] - target), r["labels"]))[:3]]
+
+
+def summarize(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """For each target label count, the medians over the 3 rounds nearest to it in every run."""
     rows = []
     for target in TARGETS:
-        near = sorted(records, key=lambda r: (abs(r["labels"] - target), r["labels"]))[:3]
-        near.sort(key=lambda r: r["labels"])
+        near = sorted(nearest(runs, target), key=lambda r: r["labels"])
         row: dict[str, Any] = {"labels": f"{near[0]['labels']:,}-{near[-1]['labels']:,}",
                                "round": statistics.median(r["seconds"] for r in near) * 1000,
                                "ledger_calls": statistics.median(r["ledger_calls"] for r in near)}
@@ -179,16 +195,16 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_methods(console: Console, records: list[dict[str, Any]]) -> None:
-    names = sorted({name for r in records for name in r["methods"]})
-    table = Table(title="Time per method (ms, median of the 3 rounds nearest each label count)")
+def print_methods(console: Console, runs: list[list[dict[str, Any]]]) -> None:
+    names = sorted({name for records in runs for r in records for name in r["methods"]})
+    table = Table(title="Time per method (ms, median of the 3 rounds nearest each label count, every run)")
     table.add_column("method")
-    nearest = [sorted(records, key=lambda r: (abs(r["labels"] - t), r["labels"]))[:3] for t in TARGETS]
+    near_rounds = [nearest(runs, t) for t in TARGETS]
     for target in TARGETS:
         table.add_column(f"~{target:,}", justify="right")
     for name in names:
         table.add_row(name, *(f"{statistics.median(r['methods'].get(name, 0.0) for r in near) * 1000:.2f}"
-                              for near in nearest))
+                              for near in near_rounds))
     console.print(table)
 
 
@@ -207,6 +223,7 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=14_000, help="pool rows (> budget)")
     parser.add_argument("--batch", type=int, default=100, help="initial set and batch size")
     parser.add_argument("--budget", type=int, default=10_000, help="labels at the last round")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs (after one short warm-up run)")
     parser.add_argument("--by-method", action="store_true", help="also print the ledger's and MLflow's time "
                         "per method (ms, median of the 3 rounds nearest each label count)")
     parser.add_argument("--out", type=Path, default=None, help="keep the run here (default: a temporary folder)")
@@ -217,26 +234,31 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as temporary:
         folder = args.out or Path(temporary)
-        folder.mkdir(parents=True, exist_ok=True)
-        records = run(folder, args.pool, args.batch, args.budget, args.by_method)
+        for name in ("warm-up", *(f"run-{i}" for i in range(args.repeats))):
+            (folder / name).mkdir(parents=True, exist_ok=True)
+        clock = Clock()
+        instrument(clock, args.by_method)
+        run(folder / "warm-up", args.pool, args.batch, 3 * args.batch, clock)  # imports, caches, first calls
+        runs = [run(folder / f"run-{i}", args.pool, args.batch, args.budget, clock) for i in range(args.repeats)]
     elapsed = time.perf_counter() - started
     load_after = os.getloadavg()
-    rows = summarize(records)
+    rows = summarize(runs)
     console = Console(width=200)
-    table = Table(title=f"Round time split (ms, median of 3 rounds), pool {args.pool:,}, batch {args.batch}")
+    table = Table(title=f"Round time split (ms, median of the 3 rounds nearest each label count in each of "
+                        f"{args.repeats} runs), pool {args.pool:,}, batch {args.batch}")
     for _, title in COLUMNS:
         table.add_column(title, justify="right")
     for row in rows:
         table.add_row(*(cell(row[key]) for key, _ in COLUMNS))
     console.print(table)
     if args.by_method:
-        print_methods(console, records)
+        print_methods(console, runs)
     first, last = rows[0], rows[-1]
     ratio = last["bookkeeping"] / first["bookkeeping"]
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
                f"load average {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f} before, "
-               f"{load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} after; {len(records)} rounds "
-               f"in {elapsed:.0f} s")
+               f"{load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} after; {args.repeats} runs of "
+               f"{len(runs[0])} rounds in {elapsed:.0f} s")
     print(f"\nround - fit - evaluate at {last['labels']} labels / at {first['labels']}: {ratio:.2f}x")
     print(machine)
     print("\nMarkdown:\n")
