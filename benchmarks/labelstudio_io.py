@@ -160,8 +160,8 @@ def timed(function: Callable[..., Any], into: dict[str, float], key: str) -> Cal
 
 PUSH_STEPS = {"tasks_of_round": "list the round's existing tasks", "_import": "bulk import (import_tasks)",
               "_set_model_version": "set the project's model version"}
-PULL_STEPS = {"_answered_count": "count answered tasks (first pull)", "_changed_since": "list changed tasks",
-              "_deleted": "check pending tasks still exist", "_export": "direct export (all answered, or by ids)",
+PULL_STEPS = {"_count": "count tasks (answered, or changed)", "_list_tasks": "list tasks (changed; deleted-task check)",
+              "_export": "direct export (all answered, or by ids)",
               "_snapshot": "export snapshot (create, download, delete)", "_task_count": "count the project's tasks",
               "_user": "resolve users"}
 CLIENT_REST = "rest (client side, between calls)"

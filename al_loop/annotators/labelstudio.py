@@ -194,15 +194,19 @@ class LabelStudioAnnotator:
             answered = self._answered_count()
             tasks = [] if answered == 0 else self._snapshot() if answered > self.snapshot_threshold else \
                 self._export(None)
-        else:  # later pulls: a cheap listing of what changed, then an export of just those with answers
-            listed = self._changed_since(stamp)
-            ids = [str(t["id"]) for t in listed
-                   if (t.get("total_annotations") or 0) + (t.get("cancelled_annotations") or 0) > 0]
-            if len(ids) > self.snapshot_threshold:  # many: a snapshot of all answered tasks, kept to these
-                wanted = set(ids)
-                tasks = [t for t in self._snapshot() if str(t.get("id")) in wanted]
-            else:
-                tasks = self._export(ids)
+        else:  # later pulls: what changed since the cursor (a few seconds before it)
+            start = (datetime.strptime(stamp, _TIME_FORMAT) - _OVERLAP).strftime(_TIME_FORMAT)
+            if self._count(_changed_filter(start), "count changed tasks") > self.snapshot_threshold:
+                # many: a snapshot of all answered tasks, kept to the changed ones, and a listing of the changed
+                # tasks without any answer left (their answers were deleted); no listing of every changed task
+                tasks = [t for t in self._snapshot() if t.get("updated_at") and _stamp(t["updated_at"]) > start]
+                listed = self._list_tasks(_changed_filter(start, unanswered=True), "id,updated_at",
+                                          "list changed tasks without answers")
+            else:  # a cheap listing of what changed, then an export of just those with answers
+                listed = self._list_tasks(_changed_filter(start), "id,updated_at,total_annotations,"
+                                          "cancelled_annotations", "list changed tasks")
+                tasks = self._export([str(t["id"]) for t in listed if (t.get("total_annotations") or 0)
+                                      + (t.get("cancelled_annotations") or 0) > 0])
         result = PullResult(cursor=since)
         problems: list[str] = []
         for task in tasks:
@@ -234,10 +238,14 @@ class LabelStudioAnnotator:
         return int(body.get("total", 0)) if isinstance(body, dict) else len(body)
 
     def _answered_count(self) -> int:
-        """How many tasks hold an answer or a skip (one Data Manager page of one task: its `total`)."""
-        query = dm_filters([("filter:tasks:total_annotations", "greater", "Number", 0),
-                            ("filter:tasks:cancelled_annotations", "greater", "Number", 0)], conjunction="or")
-        response = self._request("GET", "api/tasks/", "count the answered tasks", past_the_end=True, params={
+        """How many tasks hold an answer or a skip."""
+        return self._count(dm_filters([("filter:tasks:total_annotations", "greater", "Number", 0),
+                                       ("filter:tasks:cancelled_annotations", "greater", "Number", 0)],
+                                      conjunction="or"), "count the answered tasks")
+
+    def _count(self, query: str, doing: str) -> int:
+        """How many tasks a Data Manager query selects (one page of one task: its `total`)."""
+        response = self._request("GET", "api/tasks/", doing, past_the_end=True, params={
             "project": self.project_id, "fields": "all", "include": "id", "query": query, "page": 1,
             "page_size": 1})
         body = response.json() if response.status_code == 200 else {}
@@ -268,13 +276,6 @@ class LabelStudioAnnotator:
             if len(batch) < _PAGE or len(tasks) >= int(body.get("total", len(tasks))):
                 return tasks
             page += 1
-
-    def _changed_since(self, since: str) -> list[dict[str, Any]]:
-        """Tasks updated since a few seconds before `since`: id, updated_at and answer counts (a task whose
-        answers were all deleted is listed too: deleting an annotation bumps the task's `updated_at`)."""
-        start = datetime.strptime(since, _TIME_FORMAT) - _OVERLAP
-        query = dm_filters([("filter:tasks:updated_at", "greater", "Datetime", start.strftime(_TIME_FORMAT))])
-        return self._list_tasks(query, "id,updated_at,total_annotations,cancelled_annotations", "list changed tasks")
 
     def _export(self, task_ids: list[str] | None) -> list[dict[str, Any]]:
         """Answered tasks with their annotations: all of them (None), or these ids (in chunks of 500: the
@@ -397,6 +398,16 @@ class LabelStudioAnnotator:
             users = call(lambda: list(self.conn.client.users.list()), self.conn.url, "list users")
             self._users = {int(u.id): (u.email or u.username or str(u.id)) for u in users}
         return self._users.get(int(user), f"user-{user}")
+
+
+def _changed_filter(start: str, unanswered: bool = False) -> str:
+    """Tasks updated after `start` (a task whose answers were all deleted too: deleting an annotation bumps
+    the task's `updated_at`); with `unanswered`, only those holding no answer and no skip."""
+    items: list[tuple[str, str, str, Any]] = [("filter:tasks:updated_at", "greater", "Datetime", start)]
+    if unanswered:
+        items += [("filter:tasks:total_annotations", "equal", "Number", 0),
+                  ("filter:tasks:cancelled_annotations", "equal", "Number", 0)]
+    return dm_filters(items)
 
 
 def _choice(result: list[dict[str, Any]]) -> str | None:
