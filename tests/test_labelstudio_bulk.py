@@ -139,6 +139,7 @@ def test_a_failed_download_still_deletes_the_snapshot_and_a_stuck_one_says_what_
 
     base = f"api/projects/{project}/exports"
     created = annotator._request("POST", f"{base}/", "create", json={"title": "stuck"}).json()
+    annotator._await_snapshot(base, int(created["id"]), "in_progress")  # polls once: built in the request
     annotator.snapshot_timeout = 0.0
     with pytest.raises(ServiceError, match="rqworker") as error:
         annotator._await_snapshot(base, int(created["id"]), "in_progress")
