@@ -437,3 +437,41 @@ def labelstudio_status(config: ConfigArg) -> None:
     console.print(f"{state}: {server.url} (data in {server.data_dir})", highlight=False)
     if state == "stopped":
         raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(config: ConfigArg) -> None:
+    """Serve the run's model as a Label Studio ML backend and drive the loop from Label Studio's webhooks."""
+    import signal
+    import threading
+
+    from al_loop.serve.service import Service
+
+    try:
+        cfg = api.load_config(config)
+        service = Service(cfg)
+        service.start()
+    except AlLoopError as error:
+        raise _fail(error) from None
+    logging.getLogger("al_loop.serve").setLevel(logging.INFO)
+    for name in ("al_loop.serve.service", "al_loop.serve.worker"):
+        logger = logging.getLogger(name)
+        logger.propagate = False
+        if not any(isinstance(handler, _ConsoleHandler) for handler in logger.handlers):
+            logger.addHandler(_ConsoleHandler())
+    console.print(f"al-loop serve: {service.url} (ML backend: /predict, /setup, /health; webhook: /webhook); secret "
+                  f"from {service.secret.source}", soft_wrap=True, highlight=False)
+    if not cfg.serve.connect:
+        console.print("serve.connect is off: add the ML backend (basic auth user al-loop, the secret as password) and "
+                      "the webhook (header X-Al-Loop-Secret) in the project's settings, or set serve.connect: true",
+                      soft_wrap=True, highlight=False)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        while not stopped.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping (after the sync under way, if any) ...", highlight=False)
+        service.stop()

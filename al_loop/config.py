@@ -326,6 +326,34 @@ class CompareConfig(_Strict):
         return known_names(value, QUERY_STRATEGIES, "strategy")
 
 
+class ServeConfig(_Strict):
+    """`al-loop serve`: the run's model as a Label Studio ML backend, and webhooks that drive the loop."""
+
+    host: str = Field("127.0.0.1", description="address to listen on (127.0.0.1: this machine only)")
+    port: int = Field(9090, gt=0, lt=65536, description="port to listen on")
+    url: str | None = Field(None, description="the URL Label Studio calls; null = http://<host>:<port>")
+    connect: bool = Field(False, description="register the ML backend and the webhook on the project")
+    secret_env: str = Field("AL_LOOP_SERVE_SECRET", description="environment variable holding the shared secret; "
+                                                                "unset = one generated under output_dir/serve")
+    debounce: float = Field(1.0, ge=0, description="seconds of quiet after a webhook before a sync")
+    fallback_interval: float = Field(60.0, ge=0, description="seconds between syncs without any webhook (a lost "
+                                                             "webhook is caught by the next one); 0 = off")
+    max_request_mb: float = Field(32.0, gt=0, description="largest request body accepted, in MB")
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if looks_like_token(value) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("serve.secret_env is the NAME of an environment variable (letters, digits and _, e.g. "
+                             "AL_LOOP_SERVE_SECRET), never the secret itself")
+        return value
+
+    @property
+    def base_url(self) -> str:
+        """What Label Studio calls: serve.url, else this server's address."""
+        return (self.url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
 class Config(_Strict):
     """The whole run configuration."""
 
@@ -343,6 +371,7 @@ class Config(_Strict):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     seed: int = Field(0, description=f"0 to {MAX_SEED}: numpy and scikit-learn take 32-bit seeds")
     output_dir: Path = Path("runs")
 
@@ -488,7 +517,7 @@ class Config(_Strict):
     def flat_params(self) -> dict[str, str]:
         """The config flattened to `section.key: value` strings, for MLflow params (no secrets)."""
         flat: dict[str, str] = {}
-        _flatten(self.model_dump(mode="json"), "", flat)
+        _flatten(self.model_dump(mode="json", exclude={"serve"}), "", flat)  # how it is served: no setting of the run
         return {k: redact_value(v) for k, v in flat.items() if not _looks_secret(k)}
 
 

@@ -247,6 +247,22 @@ def check_plan(config: Config, pool_size: int) -> None:
                         "loop.initial_size")
 
 
+def fit_labeled(template: Any, workspace: Workspace, labels: dict[str, str],
+                reviewed: list[tuple[str, str, str]], previous: FittedModel | None = None) -> FittedModel:
+    """The loop's model: the template fitted on the labeled pool rows (in pool order) and the reviewed routed
+    items (`Ledger.routed_labels`), as each round fits it (`al-loop serve` fits the same way)."""
+    rows = workspace.rows(list(labels))
+    order = np.argsort(rows)  # the labeled rows in pool order (rows are distinct)
+    x = workspace.x_pool[rows[order]]
+    values = list(labels.values())
+    y = [values[i] for i in order]
+    if reviewed:
+        routed = workspace.featurizer.transform(pd.DataFrame([json.loads(d) for _, d, _ in reviewed]))
+        x = sparse.vstack([x, routed]).tocsr() if sparse.issparse(x) else np.vstack([x, routed])
+        y += [label for _, _, label in reviewed]
+    return fit(template, x, np.array(y), workspace.classes, previous=previous)
+
+
 class _Loop:
     """The state machine of one run; every transition is read from and written to the ledger."""
 
@@ -705,16 +721,7 @@ class _Loop:
         key = (len(labels), hash(tuple(labels.items())), hash(tuple(reviewed)))
         if self._cached is None or self._cached[0] != key:
             previous = self._cached[1] if self._cached is not None and self.config.model.warm_start else None
-            rows = self.ws.rows(list(labels))
-            order = np.argsort(rows)  # the labeled rows in pool order (rows are distinct)
-            x = self.ws.x_pool[rows[order]]
-            values = list(labels.values())
-            y = [values[i] for i in order]
-            if reviewed:
-                routed = self.ws.featurizer.transform(pd.DataFrame([json.loads(d) for _, d, _ in reviewed]))
-                x = sparse.vstack([x, routed]).tocsr() if sparse.issparse(x) else np.vstack([x, routed])
-                y += [label for _, _, label in reviewed]
-            model = fit(self.template, x, np.array(y), self.ws.classes, previous=previous)
+            model = fit_labeled(self.template, self.ws, labels, reviewed, previous=previous)
             self._cached = (key, model)
         return self._cached[1]
 

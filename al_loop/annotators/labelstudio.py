@@ -150,13 +150,8 @@ class LabelStudioAnnotator:
             data[PRIOR_NAME] = "\n".join(f"{who}: {label}" for who, label in task.prior_answers)
         payload: dict[str, Any] = {"data": data}
         if task.predicted_label is not None:
-            score = task.confidence if task.order is None else task.order / (task.order + 1)
-            payload["predictions"] = [{
-                "model_version": task.model_version or "unknown",
-                "score": None if score is None else float(score),
-                "result": [{"from_name": CHOICES_NAME, "to_name": TEXT_NAME, "type": "choices",
-                            "value": {"choices": [task.predicted_label]}}],
-            }]
+            payload["predictions"] = [prediction(task.predicted_label, task.confidence, task.order,
+                                                 task.model_version)]
         return payload
 
     def _text(self, row: Mapping[str, Any]) -> str:
@@ -398,6 +393,16 @@ class LabelStudioAnnotator:
             users = call(lambda: list(self.conn.client.users.list()), self.conn.url, "list users")
             self._users = {int(u.id): (u.email or u.username or str(u.id)) for u in users}
         return self._users.get(int(user), f"user-{user}")
+
+
+def prediction(label: str, confidence: float | None, order: int | None, model_version: str | None
+               ) -> dict[str, Any]:
+    """A prediction of the labeling config al-loop creates: the class as the `label` choice; its score puts a task
+    in al-loop's order in the labeling stream (`al_order` n -> n / (n + 1), lowest first), else the confidence."""
+    score = confidence if order is None else order / (order + 1)
+    return {"model_version": model_version or "unknown", "score": None if score is None else float(score),
+            "result": [{"from_name": CHOICES_NAME, "to_name": TEXT_NAME, "type": "choices",
+                        "value": {"choices": [label]}}]}
 
 
 def _changed_filter(start: str, unanswered: bool = False) -> str:

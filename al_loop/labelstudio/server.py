@@ -10,6 +10,7 @@ that started it; `stop` ends it, after checking that the process named in `serve
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -32,6 +33,21 @@ from al_loop.errors import AlLoopError
 log = logging.getLogger(__name__)  # start-up progress at INFO: the CLI shows it (a first start takes a minute)
 HOST = "127.0.0.1"
 USERNAME = "admin@al-loop.local"
+
+
+def _banned_subnets() -> list[str]:
+    """Label Studio 1.23's default banned subnets (core/utils/io.py: validate_ip), with 127.0.0.1 taken out of
+    127.0.0.0/8."""
+    default = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+               "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+               "203.0.113.0/24", "224.0.0.0/4", "233.252.0.0/24", "240.0.0.0/4", "255.255.255.255/32", "::/128",
+               "::1/128", "::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64",
+               "2001:0000::/32", "2001:20::/28", "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10", "ff00::/8"]
+    loopback = ipaddress.ip_network("127.0.0.0/8").address_exclude(ipaddress.ip_network(f"{HOST}/32"))
+    return default + sorted(str(net) for net in loopback)
+
+
+BANNED_SUBNETS = _banned_subnets()
 
 
 class ServerError(AlLoopError):
@@ -161,6 +177,10 @@ class LocalServer:
             "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
             "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
             "DJANGO_DEBUG": "false",
+            # Label Studio refuses to call its ML backends and webhooks on private or loopback addresses: allow
+            # 127.0.0.1 alone (where `al-loop serve` listens), every other address it bans stays banned
+            "USE_DEFAULT_BANNED_SUBNETS": "false",
+            "USER_ADDITIONAL_BANNED_SUBNETS": ",".join(BANNED_SUBNETS),
         }
         self.secure()
         first = not (self.data_dir / "label_studio.sqlite3").exists()
