@@ -30,6 +30,7 @@ class SyncWorker:
         self._last_notice = 0.0
         self._thread: threading.Thread | None = None
         self.syncs = 0  # syncs finished (successful or not)
+        self.notices = 0  # notifications received (webhooks, and the first sync at start)
         self.last_result: str | None = None
         self.last_error: str | None = None
         self.idle = threading.Event()  # set while nothing is pending or running
@@ -38,6 +39,7 @@ class SyncWorker:
     def notify(self) -> None:
         """Ask for a sync (returns at once)."""
         self._last_notice = time.monotonic()
+        self.notices += 1
         self._wake.set()
         self.idle.clear()  # after the wake-up: the thread never sees idle and nothing pending at once
 
