@@ -216,8 +216,23 @@ def _loop(config: Path, strategy: str | None, seed: int | None, wait: bool, comm
                       "order across rounds; al_rank: 1 = most ambiguous of its round)",
                       soft_wrap=True, highlight=False)
         _print_login(cfg)
+        _connect_serve(cfg)
     console.print(f"MLflow UI: {_mlflow_ui(cfg.tracking_uri)}, then open {_run_page(cfg.tracking_uri, result.run_id)}",
                   soft_wrap=True, highlight=False)
+
+
+def _connect_serve(cfg: api.Config) -> None:
+    """With serve.connect: connect a running `al-loop serve` to the project (idempotent), or say how."""
+    if not cfg.serve.connect:
+        return
+    from al_loop.serve.connect import connect_if_serving
+
+    try:
+        note = connect_if_serving(cfg)
+    except AlLoopError as error:
+        note = f"serve.connect: could not connect al-loop serve: {error}"
+    if note:
+        console.print(redact(note), soft_wrap=True, highlight=False)
 
 
 def _run_page(tracking_uri: str, run_id: str) -> str:
@@ -400,7 +415,7 @@ def labelstudio_start(config: ConfigArg) -> None:
     from al_loop.labelstudio.server import mask
 
     try:
-        _, server = _server(config)
+        cfg, server = _server(config)
         started = server.start()  # says what it waits for (al_loop.labelstudio.server's log)
         credentials = server.credentials()
     except AlLoopError as error:
@@ -408,6 +423,7 @@ def labelstudio_start(config: ConfigArg) -> None:
     console.print(f"Label Studio {'started' if started else 'already running'}: {server.url}", highlight=False)
     console.print(f"log in as {credentials.username}; password and API token (token {mask(credentials.token)}) in "
                   f"{server.credentials_path}", soft_wrap=True, highlight=False)
+    _connect_serve(cfg)
 
 
 @labelstudio_app.command("stop")
@@ -449,7 +465,7 @@ def serve(config: ConfigArg) -> None:
 
     try:
         cfg = api.load_config(config)
-        service = Service(cfg)
+        service = Service(cfg, on_round=lambda r: console.print(_round_line(r), highlight=False))
         service.start()
     except AlLoopError as error:
         raise _fail(error) from None

@@ -17,6 +17,7 @@ from al_loop.labelstudio.connection import connect
 from al_loop.ledger import Ledger
 from al_loop.loop import fit_labeled
 from al_loop.model import build_estimator
+from al_loop.serve.connect import connect_if_serving
 from al_loop.serve.secret import HEADER
 from al_loop.serve.service import Service
 
@@ -99,6 +100,8 @@ def test_webhooks_drive_a_round_and_label_studio_gets_the_models_predictions(ser
     service.connect()  # again (a restart): nothing is added twice
     assert len(http.request("api/ml", method="GET", params={"project": project}).json()) == 1
     assert len(http.request("api/webhooks/", method="GET", params={"project": project}).json()) == 1
+    note = connect_if_serving(service.config)  # what `al-loop run` / `labelstudio start` do with serve.connect
+    assert "ML backend (already there) and webhook (already there)" in note
 
     syncs = service.worker.syncs
     assert _answer_round(service, _person(service)) == 20
@@ -178,3 +181,5 @@ def test_bad_payloads_and_a_wrong_secret_get_4xx_over_http_and_leave_the_ledger_
     assert service.worker.syncs == syncs and not service.worker.pending
     with _ledger(service) as ledger:
         assert "\n".join(ledger._db.iterdump()) == before
+    service.stop()
+    assert "al-loop serve does not answer" in connect_if_serving(service.config)

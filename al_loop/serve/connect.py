@@ -8,10 +8,12 @@ from typing import Any
 
 import httpx
 
+from al_loop.config import Config, LabelStudioAnnotatorConfig
 from al_loop.errors import ServiceError
-from al_loop.labelstudio.connection import Connection, call
+from al_loop.labelstudio.connection import Connection, call, connect
+from al_loop.ledger import Ledger
 from al_loop.serve.app import ACTIONS
-from al_loop.serve.secret import BASIC_USER, HEADER
+from al_loop.serve.secret import BASIC_USER, HEADER, load_secret
 
 TITLE = "al-loop"
 
@@ -59,3 +61,44 @@ def connect_webhook(conn: Connection, project_id: int, url: str, secret: str) ->
         return True
     _request(conn, "POST", "api/webhooks/", "add al-loop's webhook", json=wanted)
     return True
+
+
+def run_project(config: Config) -> int | None:
+    """The run's Label Studio project, as its ledger remembers it (None before the first push)."""
+    path = config.output_dir / config.run_name / "ledger.sqlite"
+    if not path.is_file():
+        return None
+    with Ledger.read_only(path) as ledger:
+        value = ledger.get_meta("labelstudio_project")
+    return None if value is None else int(value)
+
+
+def connect_run(config: Config, secret: str, project_id: int) -> tuple[bool, bool]:
+    """Add `al-loop serve` of this config to the project: (ML backend added, webhook added or updated)."""
+    settings = config.annotator
+    assert isinstance(settings, LabelStudioAnnotatorConfig)
+    conn = connect(settings, config.output_dir, start_local=False)
+    base = config.serve.base_url
+    return connect_backend(conn, project_id, base, secret), connect_webhook(conn, project_id, f"{base}/webhook",
+                                                                            secret)
+
+
+def connect_if_serving(config: Config) -> str | None:
+    """For `al-loop run`, `sync` and `labelstudio start` with serve.connect: connect `al-loop serve` to the run's
+    project if it is answering (idempotent). Returns what to tell the user (None: serve.connect is off)."""
+    if not config.serve.connect or not isinstance(config.annotator, LabelStudioAnnotatorConfig):
+        return None
+    base = config.serve.base_url
+    project = run_project(config)
+    if project is None:
+        return "serve.connect: the project does not exist yet; it is connected at the first `al-loop run` or serve"
+    try:
+        answer = httpx.get(f"{base}/health", timeout=2.0).json()
+    except (httpx.HTTPError, ValueError):
+        answer = None
+    if not isinstance(answer, dict) or answer.get("model_class") != "al-loop":
+        return (f"serve.connect: al-loop serve does not answer on {base}; start it (al-loop serve CONFIG): it "
+                "connects itself to the project")
+    added, hooked = connect_run(config, load_secret(config).value, project)
+    return (f"serve.connect: project {project} has al-loop serve ({base}) as ML backend "
+            f"({'added now' if added else 'already there'}) and webhook ({'added now' if hooked else 'already there'})")

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from werkzeug.serving import make_server
 
 from al_loop.config import Config, LabelStudioAnnotatorConfig
 from al_loop.errors import ConfigError
-from al_loop.ledger import Ledger
 from al_loop.serve.app import create_app
 from al_loop.serve.predictor import Predictor
 from al_loop.serve.secret import Secret, load_secret
@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 class Service:
     """The ML backend and webhook receiver of one run."""
 
-    def __init__(self, config: Config, workspace: Workspace | None = None, secret: Secret | None = None) -> None:
+    def __init__(self, config: Config, workspace: Workspace | None = None, secret: Secret | None = None,
+                 on_round: Callable[[Any], None] | None = None) -> None:
         from al_loop import api
 
         api.check_outputs(config)
@@ -37,7 +38,8 @@ class Service:
         self.app = create_app(self.predictor, self.worker, self.secret.value, self.project_id,
                               int(settings.max_request_mb * 1e6))
         self.connected = False
-        self.rounds: list[Any] = []  # what each sync logged (RoundRecord), for the console
+        self.rounds: list[Any] = []  # what the syncs logged (RoundRecord)
+        self._on_round = on_round
         self._project: int | None = None
         self._http: Any = None
         self._thread: threading.Thread | None = None
@@ -49,20 +51,23 @@ class Service:
     def project_id(self) -> int | None:
         """The run's Label Studio project, as its ledger remembers it (None before the first push)."""
         if self._project is None:
-            path = self.config.output_dir / self.config.run_name / "ledger.sqlite"
-            if path.is_file():
-                with Ledger.read_only(path) as ledger:
-                    value = ledger.get_meta("labelstudio_project")
-                self._project = None if value is None else int(value)
+            from al_loop.serve.connect import run_project
+
+            self._project = run_project(self.config)
         return self._project
 
     def sync(self) -> str:
         """What `al-loop sync` does: pull, settle, retrain and push the next batch when the round is answered."""
         from al_loop import api
 
-        result = api.run_loop(self.config, workspace=self.ws, wait=False, on_round=self.rounds.append)
+        result = api.run_loop(self.config, workspace=self.ws, wait=False, on_round=self._round)
         log.info("sync: %s", result.stopped_because)
         return result.stopped_because
+
+    def _round(self, record: Any) -> None:
+        self.rounds.append(record)
+        if self._on_round is not None:
+            self._on_round(record)
 
     def connect(self) -> None:
         """With serve.connect, add the ML backend and the webhook to the project once it exists (idempotent)."""
@@ -72,12 +77,9 @@ class Service:
         project = self.project_id()
         if project is None:
             return
-        from al_loop.labelstudio.connection import connect
-        from al_loop.serve.connect import connect_backend, connect_webhook
+        from al_loop.serve.connect import connect_run
 
-        conn = connect(settings, self.config.output_dir, start_local=False)
-        added = connect_backend(conn, project, self.url, self.secret.value)
-        hooked = connect_webhook(conn, project, f"{self.url}/webhook", self.secret.value)
+        added, hooked = connect_run(self.config, self.secret.value, project)
         log.info("Label Studio project %s: ML backend %s, webhook %s", project,
                  "added" if added else "already there", "added" if hooked else "already there")
         self.connected = True
