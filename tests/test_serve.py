@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import sqlite3
 import stat
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +161,59 @@ def test_webhooks_are_debounced_into_one_sync_and_the_fallback_syncs_without_any
     finally:
         again.worker.stop()
     assert os.environ.get("AL_LOOP_SERVE_SECRET") is None
+
+
+def test_the_command_listens_on_127_0_0_1_never_prints_the_secret_and_stops_on_sigterm(write_config,
+                                                                                      tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from .conftest import _free_port
+
+    port = _free_port()
+    path = write_config(serve={"port": port, "fallback_interval": 0})
+    env = {**os.environ, "AL_LOOP_SERVE_SECRET": "sekrit-" + "7" * 20, "COLUMNS": "200"}
+    process = subprocess.Popen([str(Path(sys.executable).with_name("al-loop")), "serve", str(path)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "al-loop serve did not start"
+            time.sleep(0.3)
+        config = load_config(path)
+        ledger_path = config.output_dir / config.run_name / "ledger.sqlite"
+
+        def rounds(status: str) -> bool:
+            try:
+                with Ledger.read_only(ledger_path) as ledger:
+                    return any(r.status == status for r in ledger.rounds()) and not ledger.unpushed()
+            except (FileNotFoundError, sqlite3.OperationalError):
+                return False
+
+        def logged() -> bool:
+            return rounds("logged")
+
+        while not rounds("queued"):  # the first sync (at start) pushes round 0; the webhook comes after it
+            assert time.monotonic() < deadline, "the first sync did not push round 0"
+            time.sleep(0.3)
+        response = httpx.post(f"http://127.0.0.1:{port}/webhook", json={"action": "ANNOTATION_CREATED"},
+                              headers={HEADER: env["AL_LOOP_SERVE_SECRET"]}, timeout=5)
+        assert response.status_code == 200
+        while not logged() and time.monotonic() < deadline:
+            time.sleep(0.3)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    assert logged(), f"the webhook's sync did not log round 0: {output}"
+    assert f"al-loop serve: http://127.0.0.1:{port}" in output and "environment variable AL_LOOP_SERVE_SECRET" in output
+    assert "round   0 · labels    20" in output, "the rounds the webhook's sync logged are printed"
+    assert env["AL_LOOP_SERVE_SECRET"] not in output and "Traceback" not in output

@@ -4,6 +4,7 @@ twice; a webhook whose actions or header changed is updated."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import httpx
@@ -68,8 +69,11 @@ def run_project(config: Config) -> int | None:
     path = config.output_dir / config.run_name / "ledger.sqlite"
     if not path.is_file():
         return None
-    with Ledger.read_only(path) as ledger:
-        value = ledger.get_meta("labelstudio_project")
+    try:
+        with Ledger.read_only(path) as ledger:
+            value = ledger.get_meta("labelstudio_project")
+    except sqlite3.OperationalError:  # a first run is creating the ledger's tables right now
+        return None
     return None if value is None else int(value)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,14 +56,17 @@ class Predictor:
         none = Served(None, f"{self.config.run_name}/no-model")
         if not Path(self.ledger_path).is_file():
             return none
-        with Ledger.read_only(self.ledger_path) as ledger:
-            trained = [r for r in ledger.rounds() if r.n_labels and r.status != "queued"]
-            if not trained:
-                return none
-            last = trained[-1].round
-            rounds = ledger.label_rounds()
-            labels = {e: label for e, label in ledger.labels().items() if rounds.get(e, last + 1) <= last}
-            reviewed = ledger.routed_labels()
+        try:
+            with Ledger.read_only(self.ledger_path) as ledger:
+                trained = [r for r in ledger.rounds() if r.n_labels and r.status != "queued"]
+                if not trained:
+                    return none
+                last = trained[-1].round
+                rounds = ledger.label_rounds()
+                labels = {e: label for e, label in ledger.labels().items() if rounds.get(e, last + 1) <= last}
+                reviewed = ledger.routed_labels()
+        except sqlite3.OperationalError:  # the first sync is creating the ledger's tables right now
+            return none
         key = (last, hashlib.sha256(json.dumps([sorted(labels.items()), reviewed]).encode()).hexdigest())
         with self._lock:
             if self._cached is None or self._cached[0] != key:
