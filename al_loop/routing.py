@@ -22,14 +22,24 @@ def clopper_pearson_upper(errors: int, n: int, level: float) -> float:
 
 @dataclass(frozen=True)
 class Threshold:
-    """A routing threshold and what it does on the rows it was measured on."""
+    """A routing threshold and what it does on the rows it was measured on.
+
+    `error_upper_bound` is None when nothing is automated (there is no error rate to bound, and 0.0 would read as
+    perfect); `needed_rows` is how many auto-accepted held-out rows, all correct, the least demanding test of the
+    procedure needs to certify anything (0 for a fixed threshold, which certifies nothing)."""
 
     hi: float
     share_automated: float
-    error_upper_bound: float
+    error_upper_bound: float | None
     auto_errors: int
     auto_count: int
     total: int
+    needed_rows: int = 0
+
+    @property
+    def certified(self) -> bool:
+        """Whether any row is auto-accepted (for a calibrated threshold: under the error guarantee)."""
+        return self.auto_count > 0
 
 
 def calibrate(confidence: np.ndarray, correct: np.ndarray, epsilon: float, level: float = 0.95,
@@ -47,8 +57,8 @@ def calibrate(confidence: np.ndarray, correct: np.ndarray, epsilon: float, level
     confidence = np.asarray(confidence, dtype=float)
     wrong = ~np.asarray(correct, dtype=bool)
     total = len(confidence)
-    best = Threshold(hi=float(np.nextafter(1.0, 2.0)), share_automated=0.0, error_upper_bound=0.0, auto_errors=0,
-                     auto_count=0, total=total)
+    best = Threshold(hi=float(np.nextafter(1.0, 2.0)), share_automated=0.0, error_upper_bound=None, auto_errors=0,
+                     auto_count=0, total=total, needed_rows=min_rows(epsilon, level, error_share=0.0))
     if total == 0:
         return best
     # start where a pass is plausible (errors at half the target rate), but never beyond half of the rows, and
@@ -64,7 +74,7 @@ def calibrate(confidence: np.ndarray, correct: np.ndarray, epsilon: float, level
         if bound > epsilon:
             break
         best = Threshold(hi=float(value), share_automated=n / total, error_upper_bound=bound, auto_errors=errors,
-                         auto_count=n, total=total)
+                         auto_count=n, total=total, needed_rows=best.needed_rows)
     return best
 
 
@@ -83,8 +93,8 @@ def apply(confidence: np.ndarray, correct: np.ndarray, hi: float, level: float =
     errors = int((~np.asarray(correct, dtype=bool))[auto].sum())
     n = int(auto.sum())
     return Threshold(hi=float(hi), share_automated=n / max(len(confidence), 1),
-                     error_upper_bound=clopper_pearson_upper(errors, n, level), auto_errors=errors, auto_count=n,
-                     total=len(confidence))
+                     error_upper_bound=clopper_pearson_upper(errors, n, level) if n else None, auto_errors=errors,
+                     auto_count=n, total=len(confidence))
 
 
 @dataclass(frozen=True)
