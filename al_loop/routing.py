@@ -45,7 +45,7 @@ class Threshold:
 
 
 PROCEDURES = ("fallback", "fixed_sequence")
-EARLY_SHARE = 0.3  # of the error budget (1 - level), spent on the cleanest rows; the rest where a pass is plausible
+EARLY_SHARE = 0.2  # of the error budget (1 - level), spent on the cleanest rows; the rest where a pass is plausible
 
 
 def calibrate(confidence: np.ndarray, correct: np.ndarray, epsilon: float, level: float = 0.95,
@@ -58,11 +58,12 @@ def calibrate(confidence: np.ndarray, correct: np.ndarray, epsilon: float, level
     certified; the one automating most is chosen. The multiple-testing procedure keeps the family-wise error <=
     1 - level, so the chosen threshold keeps its promise with probability >= level:
 
-    - `fallback` (default; Wiens 2003): the error budget 1 - level is split between two starting points, 30% at
-      the first candidate with enough rows to pass with no error at that share (the cleanest rows) and 70% where a
-      pass is plausible (today's start, see below). A rejected hypothesis passes its budget on to the next
-      candidate, so a clean start runs the scan at the full level; a failure does not end it: the scan goes on
-      from the next starting point. One early error no longer sends everything back to people.
+    - `fallback` (default; Wiens 2003): the error budget 1 - level is split between two starting points, 20% at
+      the first candidate with enough rows to pass with no error at that share (the cleanest rows) and 80% where a
+      pass is plausible (the fixed sequence's start, see below). A rejected hypothesis passes its budget on to the
+      next candidate, so a clean start runs the scan at the full level; a failure does not end it: the scan goes on
+      from the next starting point. Errors where the fixed sequence starts no longer send everything back to
+      people. With few held-out rows (the first start would not come before the second) it is the fixed sequence.
     - `fixed_sequence`: all of the budget on one start, the scan stops at its first failure (al-loop before 0.2).
       Its start is the candidate automating min_rows(epsilon, level) rows (a pass plausible with errors at half the
       target rate), capped at half the rows and never below the fewest rows that could pass with no error.
@@ -78,11 +79,11 @@ def calibrate(confidence: np.ndarray, correct: np.ndarray, epsilon: float, level
     total = len(confidence)
     delta = 1.0 - level
     plausible = max(min_rows(epsilon, level, error_share=0.0), min(min_rows(epsilon, level), total // 2))
-    if procedure == "fixed_sequence":
+    early = min_rows(epsilon, 1.0 - EARLY_SHARE * delta, error_share=0.0)
+    later = max(plausible, min_rows(epsilon, 1.0 - (1.0 - EARLY_SHARE) * delta, error_share=0.0))
+    if procedure == "fixed_sequence" or early >= later:  # few rows: the fixed sequence already starts on the top
         anchors = [(plausible, 1.0)]
     else:
-        early = min_rows(epsilon, 1.0 - EARLY_SHARE * delta, error_share=0.0)
-        later = max(plausible, min_rows(epsilon, 1.0 - (1.0 - EARLY_SHARE) * delta, error_share=0.0))
         anchors = [(early, EARLY_SHARE), (later, 1.0 - EARLY_SHARE)]
     nothing = Threshold(hi=float(np.nextafter(1.0, 2.0)), share_automated=0.0, error_upper_bound=None,
                         auto_errors=0, auto_count=0, total=total,

@@ -77,9 +77,8 @@ def test_nothing_certified_says_how_many_clean_rows_it_needs() -> None:
     chosen = calibrate(rng.uniform(0.5, 1.0, 100), np.ones(100, dtype=bool), EPSILON, LEVEL)
     assert not chosen.certified and chosen.error_upper_bound is None and chosen.hi > 1.0
     assert chosen.needed_rows > 100
-    n = chosen.needed_rows  # that many clean rows pass at the share of the budget of the easier start
-    assert clopper_pearson_upper(0, n, 1 - 0.7 * (1 - LEVEL)) <= EPSILON < clopper_pearson_upper(0, n - 1, 1 - 0.7 * (
-        1 - LEVEL))  # the easier start of the fallback: 70% of the budget
+    n = chosen.needed_rows  # with this few rows the fallback is the fixed sequence, at the full level
+    assert clopper_pearson_upper(0, n, LEVEL) <= EPSILON < clopper_pearson_upper(0, n - 1, LEVEL)
     assert calibrate(rng.uniform(0.5, 1.0, 3 * n), np.ones(3 * n, dtype=bool), EPSILON, LEVEL).certified
 
 
