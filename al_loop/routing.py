@@ -8,6 +8,7 @@ held-out ones: new traffic that drifts away from them voids it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -123,6 +124,7 @@ def _candidates(confidence: np.ndarray, wrong: np.ndarray, grid: int) -> tuple[n
     return values, counts, cumulative_errors[counts]
 
 
+@functools.lru_cache(maxsize=256)  # depends on its arguments only; called a few times per round
 def min_rows(epsilon: float, level: float, error_share: float = 0.5) -> int:
     """The fewest rows whose upper bound can be <= epsilon with errors at `error_share` x epsilon (10,000,000 if
     none up to there): a growing search, then bisection (the bound falls as rows grow at a fixed error share)."""
