@@ -185,7 +185,7 @@ def check_same_split(config: Config, workspace: Workspace, recorded: RecordedMod
             "them would not hold. Route with the config (and data) that run was started with")
     name, seed = recorded.ledger.parent.name, theirs.get("seed", "unknown")
     strategy = theirs.get("loop.strategy")
-    only_seed = all(d.startswith("seed:") for d in differs)
+    only_seed = all(d.startswith("seed:") or d == "the pool's ids" for d in differs)  # the split follows the seed
     fix = (f"add --seed {seed}" + (f" --strategy {strategy}" if strategy else "") + " to route with that run's own "
            "config" if only_seed else "route with the config file that run was started with")
     raise AlLoopError(
