@@ -175,7 +175,7 @@ def check_same_split(config: Config, workspace: Workspace, recorded: RecordedMod
         differs = [] if stored in (None, identity, identity.legacy) else [
             "the config identity (that ledger, from an earlier al-loop, does not record its settings)"]
     if fingerprint is not None and fingerprint != workspace.fingerprint():
-        differs.append("the pool's ids")
+        differs.append("the pool's ids differ")
     if not differs:
         return
     if recorded.ledger.parent.name == config.run_name:
@@ -185,7 +185,7 @@ def check_same_split(config: Config, workspace: Workspace, recorded: RecordedMod
             "them would not hold. Route with the config (and data) that run was started with")
     name, seed = recorded.ledger.parent.name, theirs.get("seed", "unknown")
     strategy = theirs.get("loop.strategy")
-    only_seed = all(d.startswith("seed:") or d == "the pool's ids" for d in differs)  # the split follows the seed
+    only_seed = all(d.startswith("seed:") or d == "the pool's ids differ" for d in differs)  # ids follow the seed
     fix = (f"add --seed {seed}" + (f" --strategy {strategy}" if strategy else "") + " to route with that run's own "
            "config" if only_seed else "route with the config file that run was started with")
     raise AlLoopError(
@@ -270,7 +270,7 @@ def describe(result: RouteResult) -> str:
     t, c, routing = result.threshold, result.calibration, result.routing
     level, epsilon = f"{routing.confidence_level:.0%}", f"{routing.epsilon:.2%}"
     rows = f"{t.total} held-out rows ({c.sources})"
-    realized = f"realized error {t.auto_errors / max(t.auto_count, 1):.2%} ({t.auto_errors} of {t.auto_count})"
+    realized = f"realized error {t.auto_errors / max(t.auto_count, 1):.2%}: {t.auto_errors} of {t.auto_count}"
     if routing.hi is not None:
         if not t.auto_count:
             return (f"threshold hi = {t.hi:.4f} (fixed routing.hi): none of the {rows} reaches it, so every item "
@@ -279,8 +279,8 @@ def describe(result: RouteResult) -> str:
                 f"{realized}, error upper bound {t.error_upper_bound:.2%} at {level}")
         if result.within_epsilon:
             return f"{head}, within epsilon {epsilon}"
-        return (f"{head}: OUTSIDE the guarantee (epsilon {epsilon}); the auto-accepted items may hold more errors than "
-                "that. Unset routing.hi to calibrate a threshold for epsilon, or raise routing.hi")
+        return (f"{head}: OUTSIDE the guarantee, the auto-accepted items may hold more than epsilon = {epsilon} "
+                "errors. Unset routing.hi to calibrate a threshold for epsilon on these rows")
     if certified(t, routing.epsilon):
         return (f"threshold hi = {t.hi:.4f}, calibrated on {rows}: {t.share_automated:.1%} automated, error upper "
                 f"bound {t.error_upper_bound:.2%} <= epsilon {epsilon} at {level} ({realized})")
