@@ -294,19 +294,22 @@ def route(config: ConfigArg,
           model: Annotated[str | None, typer.Option(
               "--model", help="Registered model version to use: NAME@ALIAS (e.g. al-loop@latest), NAME/VERSION or "
                               "models:/NAME@ALIAS; loaded only if a ledger of output_dir recorded it.")]
-          = None) -> None:
+          = None, strategy: StrategyOpt = None, seed: SeedOpt = None) -> None:
     """Auto-accept confident predictions, send the rest to Label Studio for review, record every decision."""
+    from al_loop.route import describe
     from al_loop.route import route as route_rows
 
     try:
-        result = route_rows(api.load_config(config), input, run_id=run_id, model=model)
+        cfg = api.load_config(config).with_overrides(strategy=strategy, seed=seed)
+        result = route_rows(cfg, input, run_id=run_id, model=model)
     except AlLoopError as error:
         raise _fail(error) from None
-    t = result.threshold
-    console.print(f"threshold hi = {min(t.hi, 1.0):.4f} (held-out: {t.share_automated:.1%} automated, error upper "
-                  f"bound {t.error_upper_bound:.2%}); model of run {result.model_run_id}", highlight=False)
-    console.print(f"auto-accepted {result.auto}, sent for review {result.review} ({result.pushed} new tasks "
-                  f"pushed); decisions: {result.decisions}", soft_wrap=True, highlight=False)
+    trusted = result.threshold.auto_count == 0 or result.within_epsilon
+    console.print(_styled("" if trusted else "warning: ", "yellow", describe(result)), soft_wrap=True,
+                  highlight=False)
+    console.print(f"model of run {result.model_run_id}; auto-accepted {result.auto}, sent for review {result.review} "
+                  f"({result.pushed} new tasks pushed); decisions: {result.decisions}", soft_wrap=True,
+                  highlight=False)
 
 
 @app.command()
