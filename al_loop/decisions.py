@@ -11,7 +11,7 @@ import numpy as np
 
 from al_loop.config import Config, RoutingConfig
 from al_loop.model import FittedModel
-from al_loop.routing import Threshold, apply, calibrate, costs
+from al_loop.routing import Threshold, apply, calibrate, costs, share_interval
 from al_loop.stopping import agreement, break_even, fit_curve, stabilized
 
 
@@ -32,7 +32,7 @@ def choose_threshold(routing: RoutingConfig, confidence: np.ndarray, correct: np
     """The fixed routing.hi applied to the rows, or the threshold calibrated on them for routing.epsilon."""
     if routing.hi is not None:
         return apply(confidence, correct, routing.hi, routing.confidence_level)
-    return calibrate(confidence, correct, routing.epsilon, routing.confidence_level)
+    return calibrate(confidence, correct, routing.epsilon, routing.confidence_level, procedure=routing.procedure)
 
 
 def within_epsilon(threshold: Threshold, epsilon: float) -> bool:
@@ -56,6 +56,9 @@ def threshold_metrics(config: Config, chosen: Threshold) -> dict[str, float]:
                "route_certified": float(certified(chosen, epsilon)),
                "route_within_epsilon": float(within_epsilon(chosen, epsilon)),
                "route_calibration_rows": float(chosen.total)}
+    # the labor curve's band: the share of traffic this threshold would automate, as estimated from these rows
+    low, high = share_interval(chosen, config.routing.confidence_level)
+    metrics |= {"route_share_automated_low": low, "route_share_automated_high": high}
     if config.routing.hi is None:
         metrics["route_needed_rows"] = float(chosen.needed_rows)
     if chosen.auto_count and chosen.error_upper_bound is not None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from al_loop.errors import AlLoopError
 from al_loop.ledger import Ledger
 from al_loop.loop import FINAL_MODEL
 from al_loop.redact import redact
-from al_loop.routing import Threshold
+from al_loop.routing import Threshold, share_interval, tradeoff
 from al_loop.tracking import ModelRefused, Tracker
 from al_loop.workspace import Workspace, prepare
 
@@ -254,6 +256,13 @@ def threshold_for(config: Config, pipeline: Any, workspace: Workspace, ledger: L
                   trained: frozenset[str] = frozenset()) -> tuple[Threshold, Calibration]:
     """The fixed threshold, or one calibrated for routing.epsilon, on every held-out labeled row the model did not
     train on (`calibration_rows`)."""
+    confidence, correct, calibration = calibration_scores(pipeline, workspace, ledger, trained)
+    return choose_threshold(config.routing, confidence, correct), calibration
+
+
+def calibration_scores(pipeline: Any, workspace: Workspace, ledger: Ledger, trained: frozenset[str] = frozenset()
+                       ) -> tuple[np.ndarray, np.ndarray, Calibration]:
+    """The model's confidence on each calibration row, whether its guess is right, and where the rows come from."""
     inputs, labels, calibration = calibration_rows(workspace, ledger, trained)
     if not calibration.ids:
         raise AlLoopError("routing needs held-out labeled rows to measure its error, and this run has none the model "
@@ -261,7 +270,33 @@ def threshold_for(config: Config, pipeline: Any, workspace: Workspace, ledger: L
                           "in the pool) or an evaluation set (evaluation.size)")
     proba = aligned_proba(pipeline, inputs, workspace.classes)
     correct = np.asarray(workspace.classes, dtype=object)[proba.argmax(axis=1)] == labels
-    return choose_threshold(config.routing, proba.max(axis=1), correct), calibration
+    return proba.max(axis=1), correct, calibration
+
+
+EXPLAIN_EPSILONS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What each target error rate would automate with the routed model, on its calibration rows."""
+
+    rows: list[tuple[float, Threshold, tuple[float, float]]]  # epsilon, threshold, band of the automated share
+    calibration: Calibration
+    routing: RoutingConfig
+    model_run_id: str
+
+
+def explain(config: Config, run_id: str | None = None, model: str | None = None,
+            epsilons: Sequence[float] = EXPLAIN_EPSILONS) -> Explanation:
+    """The epsilon / automation trade-off of the model `route` would use (same checks), routing nothing."""
+    with _routing_model(config, run_id, model) as (workspace, ledger, tracker, recorded):
+        confidence, correct, calibration = calibration_scores(recorded.load(tracker), workspace, ledger,
+                                                              trained_ids(recorded))
+    level = config.routing.confidence_level
+    chosen = sorted({*epsilons, config.routing.epsilon})
+    rows = [(epsilon, threshold, share_interval(threshold, level))
+            for epsilon, threshold in tradeoff(confidence, correct, chosen, level, config.routing.procedure)]
+    return Explanation(rows=rows, calibration=calibration, routing=config.routing, model_run_id=recorded.run_id)
 
 
 def describe(result: RouteResult) -> str:
@@ -300,17 +335,8 @@ def route(config: Config, input_path: Path, run_id: str | None = None, model: st
     """Route the rows of `input_path` (same columns as the pool; labels not needed) with the final model of this
     config's run, of `run_id`, or the registered version `model` names (e.g. `al-loop@latest`). The model must come
     from a run with this config's seed, dataset, features and pool (`check_same_split`)."""
-    if run_id is not None and model is not None:
-        raise AlLoopError("give --run-id or --model, not both: each names the model to route with")
-    workspace = prepare(config)
-    ledger_path = config.output_dir / config.run_name / "ledger.sqlite"
-    if not ledger_path.exists():
-        raise AlLoopError(f"no loop run at {ledger_path.parent}: run `al-loop run` first (routing uses its model)")
-    table = _traffic(config, workspace, input_path)
-    with Ledger.open(ledger_path) as ledger:
-        tracker = Tracker(config.tracking_uri, config.tracking.experiment)
-        recorded, shown = _chosen_model(tracker, config, ledger, run_id, model)
-        check_same_split(config, workspace, recorded, shown)
+    with _routing_model(config, run_id, model) as (workspace, ledger, tracker, recorded):
+        table = _traffic(config, workspace, input_path)
         pipeline = recorded.load(tracker)
         model_run = recorded.run_id
         threshold, calibration = threshold_for(config, pipeline, workspace, ledger, trained_ids(recorded))
@@ -331,6 +357,24 @@ def route(config: Config, input_path: Path, run_id: str | None = None, model: st
         tracker.log_metrics(model_run, routed_metrics(result, ledger.routed_counts(model_run)),
                             step=labels_used(recorded))
     return result
+
+
+@contextmanager
+def _routing_model(config: Config, run_id: str | None, model: str | None
+                   ) -> Iterator[tuple[Workspace, Ledger, Tracker, RecordedModel]]:
+    """The workspace, the open ledger of this config's run, the tracker, and the recorded model to route with (the
+    registered version `model`, run `run_id`, or this config's run), checked to share this config's split."""
+    if run_id is not None and model is not None:
+        raise AlLoopError("give --run-id or --model, not both: each names the model to route with")
+    workspace = prepare(config)
+    ledger_path = config.output_dir / config.run_name / "ledger.sqlite"
+    if not ledger_path.exists():
+        raise AlLoopError(f"no loop run at {ledger_path.parent}: run `al-loop run` first (routing uses its model)")
+    with Ledger.open(ledger_path) as ledger:
+        tracker = Tracker(config.tracking_uri, config.tracking.experiment)
+        recorded, shown = _chosen_model(tracker, config, ledger, run_id, model)
+        check_same_split(config, workspace, recorded, shown)
+        yield workspace, ledger, tracker, recorded
 
 
 def _traffic(config: Config, workspace: Workspace, input_path: Path) -> Any:

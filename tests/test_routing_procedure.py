@@ -120,3 +120,42 @@ def test_the_tradeoff_automates_more_as_epsilon_grows() -> None:
     confidence, correct = _world(np.random.default_rng(5), 2000, 1.0)
     shares = [t.share_automated for _, t in tradeoff(confidence, correct, [0.01, 0.02, 0.05, 0.1], LEVEL)]
     assert shares == sorted(shares) and shares[-1] > shares[0]
+
+
+def test_route_explain_shows_the_tradeoff_of_the_runs_model_and_routes_nothing(write_config) -> None:
+    from typer.testing import CliRunner
+
+    from al_loop.cli import app
+    from al_loop.config import load_config
+    from al_loop.ledger import Ledger
+    from al_loop.loop import run_loop
+
+    path = write_config(loop={"budget": 60}, routing={"epsilon": 0.05})
+    config = load_config(path)
+    run_loop(config)
+    result = CliRunner().invoke(app, ["route", str(path), "--explain"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = [line.split() for line in result.output.splitlines() if line.strip().endswith("routing.epsilon")
+             or (line.strip()[:1].isdigit() and "%" in line)]
+    epsilons = [float(parts[0].rstrip("%")) for parts in lines]
+    assert epsilons == sorted(epsilons) and 5.0 in epsilons and len(epsilons) == 6, result.output
+    shares = [float(parts[1].rstrip("%")) for parts in lines]
+    assert shares == sorted(shares), "a larger epsilon never automates less"
+    assert "<- routing.epsilon" in result.output
+    with Ledger.open(config.output_dir / config.run_name / "ledger.sqlite") as ledger:
+        assert not ledger.routed_labels() and not ledger.routed_unpushed(), "--explain alone routes nothing"
+    missing = CliRunner().invoke(app, ["route", str(path)])
+    assert missing.exit_code == 2 and "give --input" in missing.output
+
+
+def test_each_round_logs_the_band_of_the_share_sent_to_people(write_config) -> None:
+    from al_loop.config import load_config
+    from al_loop.loop import run_loop
+
+    config = load_config(write_config(loop={"budget": 60}, costs={"per_accuracy_point": 1.0}))
+    routed = [r.metrics for r in run_loop(config).rounds if "route_share_automated" in r.metrics]
+    assert len(routed) >= 3
+    for metrics in routed:
+        assert (metrics["route_share_automated_low"] <= metrics["route_share_automated"]
+                <= metrics["route_share_automated_high"])
+        assert metrics["route_share_automated_high"] - metrics["route_share_automated_low"] > 0
