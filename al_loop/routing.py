@@ -189,4 +189,3 @@ def tradeoff(confidence: np.ndarray, correct: np.ndarray, epsilons: Sequence[flo
     ("at 3% you would automate 55%")."""
     return [(float(epsilon), calibrate(confidence, correct, float(epsilon), level, procedure=procedure))
             for epsilon in epsilons]
-
