@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -119,6 +120,13 @@ ADDED_COLUMNS = [
     ("annotations", "lane", "TEXT NOT NULL DEFAULT 'routine'"),  # routine annotators, or expert
     ("annotations", "deleted_at", "TEXT"),  # retired: deleted in the annotation tool (kept for the trail)
 ]
+# Indexes on columns added after the first release (created once those exist): the per-round reads of the
+# specialist lane and of routed traffic search them instead of scanning the tables.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS examples_adjudication ON examples (adjudication) WHERE adjudication IS NOT NULL;
+CREATE INDEX IF NOT EXISTS routed_waiting ON routed (decision) WHERE task_id IS NOT NULL AND label IS NULL;
+CREATE INDEX IF NOT EXISTS routed_reviewed ON routed (labeled_at, id) WHERE label IS NOT NULL;
+"""
 ROUTINE, EXPERT_LANE = "routine", "expert"
 EMPTY = ""  # the value of a submission without a choice
 
@@ -163,6 +171,8 @@ class Ledger:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
+        self._mirror: _Mirror | None = None
+        self._mirror_mark: tuple[int, int] | None = None  # (this connection's total changes, data_version)
 
     # -- opening and identity ---------------------------------------------------------------------
 
@@ -239,12 +249,41 @@ class Ledger:
             raise
         self._db.execute("COMMIT")
 
+    # -- the in-memory mirror of what each round reads --------------------------------------------
+
+    def _mark(self) -> tuple[int, int]:
+        """What says whether the database changed: every row this connection wrote, and any other connection's
+        commit (SQLite's data_version)."""
+        return self._db.total_changes, self._db.execute("PRAGMA data_version").fetchone()[0]
+
+    def _state(self) -> _Mirror:
+        """The mirror, rebuilt by a full scan when anything wrote to the ledger without patching it (a write of
+        another connection, a raw write through the connection, a failed patch): it never outlives a change."""
+        mark = self._mark()
+        if self._mirror is None or self._mirror_mark != mark:
+            self._mirror = _Mirror.scan(self._db)
+            self._mirror_mark = mark
+        return self._mirror
+
+    @contextmanager
+    def _write(self) -> Iterator[tuple[sqlite3.Connection, _Touched]]:
+        """A transaction of one of the ledger's writes, which names the examples and rounds it may change: after
+        the commit the mirror (if it was current) re-reads just those, so a round's bookkeeping costs O(batch)."""
+        current = self._mirror is not None and self._mirror_mark == self._mark()
+        touched = _Touched()
+        with self.transaction() as db:
+            yield db, touched
+        self._mirror_mark = None  # until patched: a failed patch means a full scan at the next read
+        if current and self._mirror is not None:
+            self._mirror.patch(self._db, touched)
+            self._mirror_mark = self._mark()
+
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.transaction() as db:
+        with self._write() as (db, _):
             db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
@@ -267,7 +306,7 @@ class Ledger:
                 f"mix two experiments. {details}Restore the original config/data, or set a new output_dir")
         settings = {f"{key}.settings": json.dumps(value.settings, sort_keys=True) for key, value in identity.items()
                     if isinstance(getattr(value, "settings", None), dict)}
-        with self.transaction() as db:
+        with self._write() as (db, _):
             db.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
                            [(key, str(value)) for key, value in identity.items()])
             db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
@@ -302,7 +341,9 @@ class Ledger:
         ids = [p.example_id for p in picks]
         if len(set(ids)) != len(ids):
             raise ValueError("a round cannot pick the same example twice")
-        with self.transaction() as db:
+        with self._write() as (db, touched):
+            touched.examples.update(ids)
+            touched.rounds.add(round_index)
             taken = _fetch_taken(db, ids)
             if taken:
                 raise ValueError(f"examples already in use, not picked again: {taken[:5]}")
@@ -333,7 +374,8 @@ class Ledger:
     def mark_pushed(self, task_ids: dict[str, str]) -> None:
         """Record the annotator's task id of each pushed example."""
         now = utc_now()
-        with self.transaction() as db:
+        with self._write() as (db, touched):
+            touched.examples.update(task_ids)
             db.executemany("UPDATE examples SET task_id = ?, pushed_at = ?, updated_at = ? "
                            "WHERE id = ? AND status = 'queued'",
                            [(str(task), now, now, example) for example, task in task_ids.items()])
@@ -346,8 +388,7 @@ class Ledger:
     def closed_tasks(self) -> dict[str, str]:
         """Labeled or skipped examples and the task that answered them: example id -> task id (a pull checks
         that these tasks still exist)."""
-        return dict(self._db.execute("SELECT id, task_id FROM examples WHERE status IN ('labeled', 'skipped') "
-                                     "AND task_id IS NOT NULL").fetchall())
+        return dict(self._state().closed)
 
     def empty_submissions(self) -> list[dict[str, object]]:
         """Submissions without a choice on examples still waiting, whose annotator has not answered since:
@@ -368,7 +409,8 @@ class Ledger:
                                 "expert_task_id IS NULL ORDER BY escalated_at, round, rank").fetchall()
 
     def mark_escalations_pushed(self, task_ids: dict[str, str]) -> None:
-        with self.transaction() as db:
+        with self._write() as (db, touched):
+            touched.examples.update(task_ids)
             db.executemany("UPDATE examples SET expert_task_id = ?, updated_at = ? WHERE id = ? AND "
                            "adjudication = 'pending'", [(str(t), utc_now(), e) for e, t in task_ids.items()])
 
@@ -391,14 +433,17 @@ class Ledger:
         ignored, so pulling twice is harmless. A newer version of an annotation (same external id) supersedes
         the older one, which is kept for the audit trail. Returns the number of new annotations.
         """
-        with self.transaction() as db:
+        with self._write() as (db, changed):
             added, touched = _insert_annotations(db, annotations, strict=True, lane=lane)
+            changed.examples.update(touched)
             _settle(db, touched, settlement or Settlement())
             return added
 
     def record_skipped(self, example_ids: Iterable[str]) -> None:
         """Mark queued examples the annotators skipped; they are not picked again."""
-        with self.transaction() as db:
+        example_ids = list(example_ids)
+        with self._write() as (db, touched):
+            touched.examples.update(example_ids)
             _mark_skipped(db, example_ids)
 
     def record_pull(self, result: PullResult, cursor_key: str = "pull_cursor", lane: str = ROUTINE,
@@ -410,7 +455,7 @@ class Ledger:
         specialist task). Answers missing from a task the pull saw were deleted there: they are retired and
         their example settled again. Returns the number of new annotations.
         """
-        with self.transaction() as db:
+        with self._write() as (db, changed):
             added, touched = _insert_annotations(db, result.annotations, strict=False, lane=lane)
             if lane == EXPERT_LANE:
                 _expert_skipped(db, {e for e, n in result.cancelled.items() if n} | set(result.skipped))
@@ -422,6 +467,7 @@ class Ledger:
                 _return_to_pool(db, result.removed)
                 _count_skips(db, result.cancelled)
             touched |= _retire_missing(db, result.held, lane)
+            changed.examples.update(touched, result.cancelled, result.skipped, result.removed)
             _settle(db, touched | set(result.cancelled) | set(result.skipped), settlement or Settlement())
             if result.cursor is not None:
                 db.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
@@ -429,19 +475,20 @@ class Ledger:
         return added
 
     def labels(self, purpose: str = "train") -> dict[str, str]:
-        """Consensus labels (training ones by default, or purpose="eval"): example id -> label."""
-        return dict(self._db.execute("SELECT id, label FROM examples WHERE status = 'labeled' AND purpose = ? "
-                                     "ORDER BY round, rank", (purpose,)).fetchall())
+        """Consensus labels (training ones by default, or purpose="eval"): example id -> label, in round then rank
+        order."""
+        return dict(self._state().labels.get(purpose, {}))
 
     def label_rounds(self, purpose: str = "train") -> dict[str, int]:
         """The round that picked each labeled example of a purpose: example id -> round."""
-        return dict(self._db.execute("SELECT id, round FROM examples WHERE status = 'labeled' AND purpose = ?",
-                                     (purpose,)).fetchall())
+        state = self._state()
+        return {e: state.examples[e][2] for e in state.labels.get(purpose, {})}
 
-    def used_count(self, purpose: str = "train") -> int:
-        """Examples of a purpose sent to annotators (queued, labeled or skipped): what the budget counts."""
-        return self._db.execute("SELECT COUNT(*) FROM examples WHERE status <> 'unlabeled' AND purpose = ?",
-                                (purpose,)).fetchone()[0]
+    def used_count(self, purpose: str | None = "train") -> int:
+        """Examples of a purpose (None: any) sent to annotators (queued, labeled or skipped): what the budget
+        counts."""
+        state = self._state()
+        return len(state.used) if purpose is None else state.used_by_purpose.get(purpose, 0)
 
     def round_progress(self, round_index: int) -> tuple[int, int]:
         """(answered, still in the round) for a round: answered = labeled or skipped."""
@@ -451,7 +498,7 @@ class Ledger:
 
     def used_ids(self) -> set[str]:
         """Examples no longer in the pool (queued, labeled or skipped)."""
-        return {r[0] for r in self._db.execute("SELECT id FROM examples WHERE status <> 'unlabeled'")}
+        return set(self._state().used)
 
     def annotations(self) -> list[dict[str, object]]:
         """Every stored annotation (the audit trail), oldest first."""
@@ -466,12 +513,17 @@ class Ledger:
     def current_answers(self, lane: str = ROUTINE) -> list[tuple[str, str, str, int, str]]:
         """Answers in force of examples in use: (example id, annotator, label, round, purpose), oldest first;
         one per annotator and example (their latest)."""
-        return _in_force(self._db, lane)
+        return self._state().in_force(lane)
+
+    def annotators(self, lane: str = ROUTINE) -> set[str]:
+        """The annotators with an answer in force (those of `current_answers`)."""
+        return set(self._state().annotators.get(lane, {}))
 
     def apply_consensus(self, labels: dict[str, str], method: str) -> int:
         """Set the training label of labeled examples (not those a specialist decided) and record the method.
         Returns how many labels changed."""
-        with self.transaction() as db:
+        with self._write() as (db, touched):
+            touched.examples.update(labels)
             before = db.total_changes
             db.executemany("UPDATE examples SET label = ?, label_method = ? WHERE id = ? AND status = 'labeled' "
                            "AND adjudication IS NOT 'expert' AND (label IS NOT ? OR label_method IS NOT ?)",
@@ -487,7 +539,7 @@ class Ledger:
         """Store routing decisions (id, data, predicted, confidence, decision, hi, model); ids already routed
         are kept as they were. Returns how many are new."""
         now = utc_now()
-        with self.transaction() as db:
+        with self._write() as (db, _):
             before = db.total_changes
             db.executemany("INSERT OR IGNORE INTO routed (id, data, predicted, confidence, decision, hi, model, "
                            "routed_at) VALUES (:id, :data, :predicted, :confidence, :decision, :hi, :model, :now)",
@@ -504,7 +556,7 @@ class Ledger:
         return _rows(self._db.execute("SELECT * FROM routed WHERE label IS NOT NULL ORDER BY labeled_at, id"))
 
     def mark_routed_pushed(self, task_ids: dict[str, str]) -> None:
-        with self.transaction() as db:
+        with self._write() as (db, _):
             db.executemany("UPDATE routed SET task_id = ? WHERE id = ?", [(str(t), e) for e, t in task_ids.items()])
 
     def routed_pending(self) -> dict[str, str]:
@@ -542,24 +594,173 @@ class Ledger:
     # -- rounds -----------------------------------------------------------------------------------
 
     def rounds(self) -> list[RoundRecord]:
-        rows = self._db.execute("SELECT round, strategy, status, batch_size, model_version, n_labels, metrics "
-                                "FROM rounds ORDER BY round").fetchall()
-        return [RoundRecord(*row[:6], metrics=json.loads(row[6]) if row[6] else {}) for row in rows]
+        """Every round, in order (each with its own copy of its metrics)."""
+        return [_copy(r) for r in self._state().rounds.values()]
+
+    def round_count(self) -> int:
+        return len(self._state().rounds)
+
+    def last_round(self) -> RoundRecord | None:
+        rounds = self._state().rounds
+        return _copy(rounds[next(reversed(rounds))]) if rounds else None
 
     def open_round(self) -> RoundRecord | None:
         """The latest round if it is not fully logged yet (the one to resume), else None."""
-        rounds = self.rounds()
-        return rounds[-1] if rounds and rounds[-1].status != "logged" else None
+        last = self.last_round()
+        return last if last is not None and last.status != "logged" else None
 
     def finish_round(self, round_index: int, n_labels: int, metrics: dict[str, float]) -> None:
         """Store a round's evaluation (status evaluated), before it is sent to tracking."""
-        with self.transaction() as db:
+        with self._write() as (db, touched):
+            touched.rounds.add(round_index)
             db.execute("UPDATE rounds SET status = 'evaluated', n_labels = ?, metrics = ?, finished_at = ? "
                        "WHERE round = ?", (n_labels, json.dumps(metrics), utc_now(), round_index))
 
     def mark_logged(self, round_index: int) -> None:
-        with self.transaction() as db:
+        with self._write() as (db, touched):
+            touched.rounds.add(round_index)
             db.execute("UPDATE rounds SET status = 'logged' WHERE round = ?", (round_index,))
+
+
+@dataclass
+class _Touched:
+    """What a write may have changed: examples (their row or their answers) and rounds."""
+
+    examples: set[str] = field(default_factory=set)
+    rounds: set[int] = field(default_factory=set)
+
+
+EXAMPLE_COLUMNS = "id, status, purpose, round, rank, label, task_id"
+ANSWER_QUERY = (
+    "SELECT a.example_id, a.annotator, a.value, e.round, e.purpose, a.lane, a.created_at, a.seq FROM annotations a "
+    "JOIN examples e ON e.id = a.example_id AND e.round = a.round WHERE a.superseded_by IS NULL AND "
+    "a.deleted_at IS NULL AND a.value <> '' AND e.status <> 'unlabeled'")
+ROUND_QUERY = "SELECT round, strategy, status, batch_size, model_version, n_labels, metrics FROM rounds"
+
+
+class _Mirror:
+    """What the loop reads every round (labels, examples in use, closed tasks, answers in force, rounds), held in
+    memory: built by one scan of the ledger, then patched after each of the ledger's own writes by re-reading only
+    the examples and rounds the write touched. The ledger stays the single source of truth: `Ledger._state`
+    drops the mirror whenever the database changed in a way it was not patched for. `scan` and a patched mirror
+    give the same reads (tests/test_round_bookkeeping.py)."""
+
+    def __init__(self) -> None:
+        self.examples: dict[str, tuple[str, str, int, int, str | None, str | None]] = {}  # id -> EXAMPLE_COLUMNS
+        self.labels: dict[str, dict[str, str]] = {}  # purpose -> id -> label, in (round, rank) order
+        self.used: set[str] = set()
+        self.used_by_purpose: Counter[str] = Counter()
+        self.closed: dict[str, str] = {}
+        # lane -> example id -> [(created_at, seq), (example id, annotator, label, round, purpose)] in force
+        self.answers: dict[str, dict[str, list[tuple[tuple[str, int], tuple[str, str, str, int, str]]]]] = {}
+        self.annotators: dict[str, Counter[str]] = {}  # lane -> annotator -> answers in force
+        self._in_force: dict[str, list[tuple[str, str, str, int, str]]] = {}  # lane -> sorted answers (memo)
+        self.rounds: dict[int, RoundRecord] = {}
+
+    @classmethod
+    def scan(cls, db: sqlite3.Connection) -> _Mirror:
+        mirror = cls()
+        rows = db.execute(f"SELECT {EXAMPLE_COLUMNS} FROM examples ORDER BY round, rank").fetchall()
+        mirror._set_examples({row[0]: row[1:] for row in rows}, set())
+        mirror._set_answers(set(), db.execute(ANSWER_QUERY).fetchall())
+        mirror.rounds = {row[0]: _round(row) for row in db.execute(ROUND_QUERY + " ORDER BY round")}
+        return mirror
+
+    def patch(self, db: sqlite3.Connection, touched: _Touched) -> None:
+        """Re-read the touched examples (their row and answers) and rounds."""
+        if touched.examples:
+            ids = sorted(touched.examples)
+            rows = _in_chunks(db, f"SELECT {EXAMPLE_COLUMNS} FROM examples WHERE id IN ({{}})", ids)
+            self._set_examples({row[0]: row[1:] for row in rows}, set(ids))
+            self._set_answers(set(ids), _in_chunks(db, ANSWER_QUERY + " AND a.example_id IN ({})", ids))
+        if touched.rounds:
+            for row in _in_chunks(db, ROUND_QUERY + " WHERE round IN ({})", sorted(touched.rounds)):
+                self.rounds[row[0]] = _round(row)
+            if list(self.rounds) != sorted(self.rounds):
+                self.rounds = dict(sorted(self.rounds.items()))
+
+    def _set_examples(self, rows: dict[str, tuple], ids: set[str]) -> None:
+        """Replace the examples `ids` (and add those of `rows`) by `rows` (an id missing there is gone)."""
+        appended: dict[str, list[str]] = {}
+        for example_id in ids | set(rows):
+            old, new = self.examples.get(example_id), rows.get(example_id)
+            if old is not None:
+                if old[0] != "unlabeled":
+                    self.used.discard(example_id)
+                    self.used_by_purpose[old[1]] -= 1
+                self.closed.pop(example_id, None)
+                if old[0] == "labeled" and (new is None or new[0] != "labeled" or new[1:4] != old[1:4]):
+                    del self.labels[old[1]][example_id]
+            if new is None:
+                self.examples.pop(example_id, None)
+                continue
+            self.examples[example_id] = new
+            status, purpose = new[0], new[1]
+            if status != "unlabeled":
+                self.used.add(example_id)
+                self.used_by_purpose[purpose] += 1
+            if status in ("labeled", "skipped") and new[5] is not None:
+                self.closed[example_id] = new[5]
+            if status == "labeled":
+                labels = self.labels.setdefault(purpose, {})
+                if example_id in labels:
+                    labels[example_id] = new[4]  # same pick, new label: it keeps its place
+                else:
+                    appended.setdefault(purpose, []).append(example_id)
+        for purpose, added in appended.items():
+            labels = self.labels[purpose]
+            added.sort(key=lambda e: self.examples[e][2:4])
+            last = next(reversed(labels), None)
+            if last is None or self.examples[last][2:4] < self.examples[added[0]][2:4]:
+                labels.update((e, self.examples[e][4]) for e in added)  # the usual case: a new round's labels
+            else:
+                merged = sorted([*labels, *added], key=lambda e: self.examples[e][2:4])
+                self.labels[purpose] = {e: self.examples[e][4] for e in merged}
+
+    def _set_answers(self, ids: set[str], rows: list[tuple]) -> None:
+        """Replace the answers in force of the examples `ids` (every example when building) by `rows`."""
+        for lane, by_example in self.answers.items():
+            for example_id in ids:
+                for _, row in by_example.pop(example_id, ()):
+                    self.annotators[lane][row[1]] -= 1
+                    if not self.annotators[lane][row[1]]:
+                        del self.annotators[lane][row[1]]
+        latest: dict[tuple[str, str, str], tuple[tuple[str, int], tuple[str, str, str, int, str]]] = {}
+        for *row, lane, created_at, seq in rows:  # one per annotator and example: the latest (created_at, seq)
+            key = (lane, row[0], row[1])
+            if key not in latest or latest[key][0] < (created_at, seq):
+                latest[key] = ((created_at, seq), tuple(row))
+        for (lane, example_id, annotator), entry in latest.items():
+            self.answers.setdefault(lane, {}).setdefault(example_id, []).append(entry)
+            self.annotators.setdefault(lane, Counter())[annotator] += 1
+        self._in_force.clear()
+
+    def in_force(self, lane: str) -> list[tuple[str, str, str, int, str]]:
+        """Answers in force of one lane, in the order of `_in_force` (by creation time, then sequence)."""
+        if lane not in self._in_force:
+            entries = [entry for answers in self.answers.get(lane, {}).values() for entry in answers]
+            entries.sort(key=lambda entry: entry[0])
+            self._in_force[lane] = [row for _, row in entries]
+        return list(self._in_force[lane])
+
+
+def _round(row: tuple) -> RoundRecord:
+    return RoundRecord(*row[:6], metrics=json.loads(row[6]) if row[6] else {})
+
+
+def _copy(record: RoundRecord) -> RoundRecord:
+    """A round record with its own metrics dict (the mirror's stays as stored)."""
+    return RoundRecord(record.round, record.strategy, record.status, record.batch_size, record.model_version,
+                       record.n_labels, dict(record.metrics))
+
+
+def _in_chunks(db: sqlite3.Connection, query: str, values: Sequence[object], size: int = 500) -> list[tuple]:
+    """Rows of a query whose `IN ({})` takes `values`, a chunk at a time (SQLite limits the parameters)."""
+    rows: list[tuple] = []
+    for start in range(0, len(values), size):
+        chunk = values[start:start + size]
+        rows += db.execute(query.format(",".join("?" * len(chunk))), tuple(chunk)).fetchall()
+    return rows
 
 
 def _rows(cursor: sqlite3.Cursor) -> list[dict[str, object]]:
@@ -571,6 +772,7 @@ def _add_columns(db: sqlite3.Connection) -> None:
     for table, column, definition in ADDED_COLUMNS:
         if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    db.executescript(INDEXES)
 
 
 def _insert_annotations(db: sqlite3.Connection, annotations: Iterable[Annotation], strict: bool,

@@ -269,6 +269,7 @@ class _Loop:
         self.has_eval_round = config.evaluation.size > 0
         self.stop_rows = stop_set(config, len(workspace.splits.pool))
         self._cached: tuple[tuple[int, int, int], FittedModel, frozenset[str]] | None = None
+        self._taken: tuple[set[str], np.ndarray] = (set(), np.zeros(len(workspace.splits.pool), dtype=bool))
         self._select_seconds: dict[int, float] = {}  # measured in this process (a resumed round has none)
         self._strategy_cache: dict[Any, Any] = {}  # what strategies keep for this process (e.g. refitted models)
         self._dask: Any = None
@@ -308,24 +309,22 @@ class _Loop:
     def stop_reason(self) -> str | None:
         used = self.ledger.used_count()
         budget = self.config.loop.budget
-        query_rounds = max(0, len(self.ledger.rounds()) - 1 - int(self.has_eval_round))
+        rounds = self.ledger.rounds()
+        query_rounds = max(0, len(rounds) - 1 - int(self.has_eval_round))
         if budget is not None and used >= budget:
             return f"budget of {budget} labels reached"
         if self.config.loop.max_rounds is not None and query_rounds >= self.config.loop.max_rounds:
             return f"max_rounds ({self.config.loop.max_rounds}) reached"
-        if len(self.ledger.used_ids()) >= len(self.ws.splits.pool):
+        if self.ledger.used_count(None) >= len(self.ws.splits.pool):
             return "pool exhausted"
-        return stop_rule_fired(self.config, [r.metrics for r in self.ledger.rounds() if r.n_labels])
+        return stop_rule_fired(self.config, [r.metrics for r in rounds if r.n_labels])
 
     def queue_next_round(self) -> RoundRecord:
         """Pick the next batch (the evaluation set, then the initial set, then queries) with the registry's
         strategy for that round."""
         started = time.perf_counter()
-        round_index = len(self.ledger.rounds())
-        used = self.ledger.used_ids()
-        taken = np.zeros(len(self.ws.splits.pool), dtype=bool)
-        taken[self.ws.rows(list(used))] = True
-        available = np.flatnonzero(~taken)
+        round_index = self.ledger.round_count()
+        available = np.flatnonzero(~self.taken_rows())
         # SeedSequence([seed, round]) gives each round its own stream: a resumed round draws the same
         # picks, and for one seed every strategy starts from the same initial set (paired comparison).
         rng = np.random.default_rng([self.config.seed, round_index])
@@ -362,7 +361,19 @@ class _Loop:
         self.ledger.set_meta(f"strategy_notes/{round_index}", json.dumps(ctx.notes))
         self.ledger.queue_round(round_index, strategy.name, version, picks, purpose=purpose)
         self._select_seconds[round_index] = time.perf_counter() - started
-        return self.ledger.rounds()[-1]
+        return self.ledger.last_round()
+
+    def taken_rows(self) -> np.ndarray:
+        """A mask of the pool rows in use (queued, labeled or skipped), as the ledger says now: the mask of the
+        previous call, corrected by the ids that entered or left use since (set differences, not a lookup of every
+        id each round)."""
+        used = self.ledger.used_ids()
+        known, mask = self._taken
+        mask = mask.copy()
+        mask[self.ws.rows(list(known - used))] = False
+        mask[self.ws.rows(list(used - known))] = True
+        self._taken = (used, mask)
+        return mask.copy()
 
     def selection_context(self, round_index: int, size: int, rng: np.random.Generator, available: np.ndarray,
                           model: FittedModel | None, labels: dict[str, str], strategy: Strategy
@@ -498,8 +509,10 @@ class _Loop:
         """With requeue_empty, ask one more annotator for each submission without a choice (an absolute
         overlap per task: the answers it asks for plus its empty submissions, so repeating it is harmless)."""
         requeue = getattr(self.annotator, "requeue", None)
+        if not self.requeue_empty or requeue is None:
+            return
         empty = self.ledger.empty_submissions()
-        if not self.requeue_empty or requeue is None or not empty:
+        if not empty:
             return
         overlaps: dict[str, int] = {}
         for row in empty:
@@ -607,10 +620,10 @@ class _Loop:
     def quality_metrics(self, round_index: int) -> dict[str, float]:
         """Agreement among annotators (this round's examples, and all so far), per-annotator agreement with
         the consensus and accuracy against the label column when the pool has one; flagged annotators."""
+        if len(self.ledger.annotators(ROUTINE)) < 2:  # one annotator (an oracle): nothing to agree on
+            return {}
         rows = self.ledger.current_answers(ROUTINE)
         answers = pd.DataFrame(rows, columns=["example_id", "annotator", "label", "round", "purpose"])
-        if answers["annotator"].nunique() < 2:
-            return {}
         consensus = {**self.ledger.labels("eval"), **self.ledger.labels()}
         if self._truth is None and self.ws.splits.pool.labels is not None:
             self._truth = dict(zip(self.ws.splits.pool.ids, self.ws.splits.pool.labels, strict=True))
@@ -713,10 +726,12 @@ class _Loop:
         reviewed = self.ledger.routed_labels()  # people's answers to routed traffic train the model too
         key = (len(labels), hash(tuple(labels.items())), hash(tuple(reviewed)))
         if self._cached is None or self._cached[0] != key:
-            ids = list(labels)
             previous = self._cached[1] if self._cached is not None and self.config.model.warm_start else None
-            x = self.ws.x_pool[np.sort(self.ws.rows(ids))]
-            y = [labels[i] for i in sorted(ids, key=self.ws.row_of.__getitem__)]
+            rows = self.ws.rows(list(labels))
+            order = np.argsort(rows)  # the labeled rows in pool order (rows are distinct)
+            x = self.ws.x_pool[rows[order]]
+            values = list(labels.values())
+            y = [values[i] for i in order]
             if reviewed:
                 x = _stack([x, self.ws.featurizer.transform(pd.DataFrame([json.loads(d) for _, d, _ in reviewed]))])
                 y += [label for _, _, label in reviewed]

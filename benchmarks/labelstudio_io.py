@@ -1,15 +1,24 @@
 """Benchmark the Label Studio I/O of al-loop: bulk push/pull of LabelStudioAnnotator vs one API call per task.
 
-    .venv/bin/python benchmarks/labelstudio_io.py [--tasks 10000] [--port 8095]
+    .venv/bin/python benchmarks/labelstudio_io.py [--tasks 10000] [--port 8095] [--no-per-call]
+                                                  [--profile FOLDER]
 
 Starts a fresh local Label Studio (LocalServer, 127.0.0.1, temporary folder; stopped at the end, also on
-error), then measures with time.perf_counter:
+error; SQLite, or PostgreSQL when DJANGO_DB=default and POSTGRE_* are set in the environment), then measures
+with time.perf_counter:
 
-- push: LabelStudioAnnotator.push of N tasks with predictions, all in one round (one bulk import), against
-  one tasks.create + one predictions.create per task (timed on a sample, extrapolated linearly to N);
-- pull: LabelStudioAnnotator.pull of N annotated tasks (since=None), then two incremental pulls after 100
-  annotations changed (right after the bulk pull, whose cursor's 5 s overlap still covers the whole import;
-  then in steady state), against one annotations.list per task (timed on a sample, extrapolated to N).
+- push: LabelStudioAnnotator.push of N tasks with predictions, all in one round (one bulk import); the same
+  tasks without predictions (what the predictions cost the server), and tasks first, then predictions in a
+  second call (`import_predictions`); against one tasks.create + one predictions.create per task (timed on a
+  sample, extrapolated linearly to N; skipped with --no-per-call);
+- pull: the first pull of N annotated tasks (since=None) through the direct export (as before) and through
+  the export snapshot (what the annotator does above `snapshot_threshold` tasks), then two incremental pulls
+  after 100 annotations changed (right after the bulk pull, whose cursor's 5 s overlap still covers the whole
+  import; then in steady state), against one annotations.list per task (sampled, skipped with --no-per-call).
+
+--profile samples the server with py-spy (pip install py-spy) during the bulk push and the snapshot pull,
+prints the share of request samples inside the functions that matter (update_tasks_counters, prediction
+validation, serialization, ...) and keeps the collapsed stacks in FOLDER.
 
 The annotated tasks of the pull are imported with their annotations in one untimed bulk call. The targets
 (push 10,000 tasks <= 5 s, pull their annotations <= 10 s) are checked on the bulk rows, scaled linearly to
@@ -22,7 +31,9 @@ import argparse
 import os
 import platform
 import random
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +62,7 @@ CLASSES = ["billing", "shipping", "returns", "technical", "account", "feedback"]
 MODEL_VERSION = "bench-model-v1"
 SAMPLE = 500  # tasks timed for the one-call-per-task baselines
 CHANGED = 100  # annotations updated before the incremental pull
+PULL_REPEATS = 2  # first pulls, each way (alternating; a profile, if asked, samples the first snapshot pull only)
 TARGET_TASKS = 10_000
 TARGET_PUSH_S = 5.0
 TARGET_PULL_S = 10.0
@@ -148,8 +160,10 @@ def timed(function: Callable[..., Any], into: dict[str, float], key: str) -> Cal
 
 PUSH_STEPS = {"tasks_of_round": "list the round's existing tasks", "_import": "bulk import (import_tasks)",
               "_set_model_version": "set the project's model version"}
-PULL_STEPS = {"_changed_since": "list changed tasks", "_deleted": "check pending tasks still exist",
-              "_export": "export changed tasks by ids", "_user": "resolve users"}
+PULL_STEPS = {"_count": "count tasks (answered, or changed)", "_list_tasks": "list tasks (changed; deleted-task check)",
+              "_export": "direct export (all answered, or by ids)",
+              "_snapshot": "export snapshot (create, download, delete)", "_task_count": "count the project's tasks",
+              "_user": "resolve users"}
 CLIENT_REST = "rest (client side, between calls)"
 Breakdown = dict[str, dict[str, float]]  # timed call -> step -> seconds
 
@@ -199,12 +213,13 @@ def server_version(url: str, token: str) -> str:
 
 # -- the benchmark ----------------------------------------------------------------------------------
 
-def bench_push(conn: Connection, n: int, rows: list[Row], breakdown: Breakdown) -> None:
+def bench_push(conn: Connection, server: LocalServer, n: int, rows: list[Row], breakdown: Breakdown,
+               per_call: bool, profile_dir: Path | None) -> None:
     project = ensure_project(conn, "bench push bulk", CLASSES)
     annotator = LabelStudioAnnotator(conn, project, CLASSES, text_column="text")
     requests = [e.request for e in make_examples(n, seed=1, prefix="push")]
     steps = breakdown.setdefault("bulk push", {})
-    with profiled(annotator, PUSH_STEPS, steps):
+    with sampled_server(server, profile_dir, "push"), profiled(annotator, PUSH_STEPS, steps):
         pushed = annotator.push(requests)
     if len(pushed) != n or len(set(pushed.values())) != n:
         raise RuntimeError(f"bulk push returned {len(pushed)} task ids ({len(set(pushed.values()))} distinct), "
@@ -212,6 +227,9 @@ def bench_push(conn: Connection, n: int, rows: list[Row], breakdown: Breakdown) 
     rows.append(Row("push: LabelStudioAnnotator.push (bulk)", n, steps["total"],
                     "1 round = 1 import, with predictions", TARGET_PUSH_S))
 
+    bench_push_variants(conn, annotator, n, rows)
+    if not per_call:
+        return
     project = ensure_project(conn, "bench push per task", CLASSES)
     client = conn.client
     sample = [e.request for e in make_examples(min(SAMPLE, n), seed=2, prefix="single")]
@@ -225,6 +243,84 @@ def bench_push(conn: Connection, n: int, rows: list[Row], breakdown: Breakdown) 
     seconds = time.perf_counter() - start
     rows.append(Row("push: tasks.create + predictions.create per task", n, seconds * n / len(sample),
                     sampled(len(sample), n, seconds)))
+
+
+def bench_push_variants(conn: Connection, annotator: LabelStudioAnnotator, n: int, rows: list[Row]) -> None:
+    """The other ways to push: tasks without predictions (what the predictions cost), and tasks first, then
+    their predictions in a second call (`import_predictions`: tasks exist without a pre-annotation between
+    the two calls, and a crash between them leaves them so)."""
+    payloads = [annotator.task_payload(e.request) for e in make_examples(n, seed=5, prefix="variant")]
+    client = conn.client
+    project = ensure_project(conn, "bench push tasks only", CLASSES)
+    start = time.perf_counter()
+    response = client.projects.import_tasks(id=project, request=[{"data": p["data"]} for p in payloads],
+                                            return_task_ids=True, request_options=SLOW_REQUEST)
+    seconds = time.perf_counter() - start
+    if len(response.task_ids or []) != n:
+        raise RuntimeError(f"tasks-only import returned {len(response.task_ids or [])} ids, expected {n}")
+    rows.append(Row("push: import_tasks without predictions", n, seconds, "not an option: no pre-annotation"))
+
+    project = ensure_project(conn, "bench push tasks then predictions", CLASSES)
+    start = time.perf_counter()
+    response = client.projects.import_tasks(id=project, request=[{"data": p["data"]} for p in payloads],
+                                            return_task_ids=True, request_options=SLOW_REQUEST)
+    middle = time.perf_counter()
+    ids = list(response.task_ids or [])
+    predictions = [{"task": int(i), **p["predictions"][0]} for i, p in zip(ids, payloads, strict=True)]
+    created = client.projects.import_predictions(id=project, request=predictions, request_options=SLOW_REQUEST)
+    end = time.perf_counter()
+    if (created.created or 0) != n:
+        raise RuntimeError(f"import_predictions created {created.created}, expected {n}")
+    rows.append(Row("push: import_tasks, then import_predictions", n, end - start,
+                    f"tasks {middle - start:.2f} s + predictions {end - middle:.2f} s; a window without "
+                    "pre-annotations"))
+
+
+@contextmanager
+def sampled_server(server: LocalServer, folder: Path | None, name: str) -> Iterator[None]:
+    """Sample the server's stacks with py-spy (if `folder` and py-spy is installed) while the block runs;
+    print the share of samples inside the functions that matter, keep the collapsed stacks in the folder."""
+    spy = Path(sys.executable).with_name("py-spy")
+    pid = server.pid()
+    if folder is None or not spy.exists() or pid is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    output = folder / f"{name}.collapsed.txt"
+    process = subprocess.Popen([str(spy), "record", "--pid", str(pid), "--subprocesses", "--rate", "200",
+                                "--format", "raw", "--output", str(output), "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        report_profile(output)
+
+
+HOT = ["update_tasks_counters", "bulk_update", "validate_prediction", "sync_import", "_save",
+       "bulk_update_stats_project_tasks", "_update_tasks_states", "recalculate_all_stats",
+       "update_data_columns", "get_export_data", "ExportDataSerializer", "to_representation"]
+
+
+def report_profile(collapsed: Path) -> None:
+    """Share of the request's samples (stacks inside a Django view) spent inside each HOT function."""
+    if not collapsed.exists():
+        console.print(f"  (no profile written to {collapsed})")
+        return
+    total = 0
+    inside: dict[str, int] = dict.fromkeys(HOT, 0)
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if "dispatch (" not in stack:  # idle threads, the server's own loop
+            continue
+        total += int(count)
+        for name in HOT:
+            if f"{name} (" in stack:
+                inside[name] += int(count)
+    shares = ", ".join(f"{k} {v / total:.0%}" for k, v in inside.items() if v) if total else "no samples"
+    console.print(f"  server profile ({total} samples in requests; {collapsed}): {shares}")
 
 
 def import_annotated(conn: Connection, annotator: LabelStudioAnnotator, examples: list[Example]) -> dict[str, str]:
@@ -248,7 +344,8 @@ def change_annotations(conn: Connection, annotation_ids: dict[str, int], labels:
         conn.client.annotations.update(id=annotation_ids[example_id], result=choice_result(label))
 
 
-def bench_pull(conn: Connection, n: int, rows: list[Row], breakdown: Breakdown) -> None:
+def bench_pull(conn: Connection, server: LocalServer, n: int, rows: list[Row], breakdown: Breakdown,
+               per_call: bool, profile_dir: Path | None) -> None:
     project = ensure_project(conn, "bench pull", CLASSES)
     annotator = LabelStudioAnnotator(conn, project, CLASSES, text_column="text")
     examples = make_examples(n, seed=3, prefix="pull")
@@ -257,9 +354,27 @@ def bench_pull(conn: Connection, n: int, rows: list[Row], breakdown: Breakdown) 
     imported = time.perf_counter()
     console.print(f"  (untimed) imported {n:,} annotated tasks in {imported - start:.1f} s")
 
-    steps = breakdown.setdefault("bulk pull", {})
-    with profiled(annotator, PULL_STEPS, steps):
-        result = annotator.pull(pending, since=None)
+    # The first pull both ways, alternating (direct, snapshot, direct, snapshot): on a shared machine the load
+    # changes between runs; each row shows the better of its two runs, the note both.
+    direct = LabelStudioAnnotator(conn, project, CLASSES, text_column="text", snapshot_threshold=10**9)
+    runs: dict[str, list[float]] = {"direct": [], "snapshot": []}
+    for attempt in range(PULL_REPEATS):
+        steps = {}
+        with profiled(direct, PULL_STEPS, steps):
+            before = direct.pull(pending, since=None)
+        runs["direct"].append(steps["total"])
+        if attempt == PULL_REPEATS - 1:
+            breakdown["first pull, direct export (before)"] = steps
+        steps = {}
+        with sampled_server(server, profile_dir if attempt == 0 else None, "pull"), \
+                profiled(annotator, PULL_STEPS, steps):
+            result = annotator.pull(pending, since=None)
+        runs["snapshot"].append(steps["total"])
+        if attempt == PULL_REPEATS - 1:
+            breakdown["first pull (snapshot)"] = steps
+    rows.append(Row("pull: first pull, direct export (as before)", n, min(runs["direct"]),
+                    f"{len(before.annotations):,} annotations; runs: "
+                    + ", ".join(f"{t:.2f}" for t in runs["direct"]), TARGET_PULL_S))
     truth = {e.request.example_id: e.truth for e in examples}
     got = {a.example_id: a for a in result.annotations}
     wrong = sum(got[k].label != truth[k] for k in got)
@@ -267,8 +382,9 @@ def bench_pull(conn: Connection, n: int, rows: list[Row], breakdown: Breakdown) 
         raise RuntimeError(f"bulk pull returned {len(result.annotations)} annotations for {len(got)} examples "
                            f"(expected {n}), {wrong} wrong labels, {len(result.removed)} removed, "
                            f"{len(result.skipped)} skipped")
-    rows.append(Row("pull: LabelStudioAnnotator.pull (since=None)", n, steps["total"],
-                    f"{len(result.annotations):,} annotations, all labels checked", TARGET_PULL_S))
+    rows.append(Row("pull: LabelStudioAnnotator.pull (first pull: snapshot)", n, min(runs["snapshot"]),
+                    f"{len(result.annotations):,} annotations, all labels checked; runs: "
+                    + ", ".join(f"{t:.2f}" for t in runs["snapshot"]), TARGET_PULL_S))
 
     # Incremental pulls: CHANGED annotations get another label, then pull from the last cursor. The pull
     # re-reads OVERLAP_S before its cursor; the changes are made that long after the import, so that the
@@ -295,6 +411,8 @@ def bench_pull(conn: Connection, n: int, rows: list[Row], breakdown: Breakdown) 
         rows.append(Row(f"pull: incremental, {title} ({len(changed)} changed)", len(changed), steps["total"],
                         f"re-read {len(later.annotations):,} annotations; pending = all {n:,} tasks"))
 
+    if not per_call:
+        return
     sample = list(pending.values())[:min(SAMPLE, n)]
     start = time.perf_counter()
     for task_id in sample:
@@ -356,6 +474,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=TARGET_TASKS, help="tasks per project (default 10000)")
     parser.add_argument("--port", type=int, default=8095, help="port of the local server (a free one if busy)")
+    parser.add_argument("--no-per-call", action="store_true",
+                        help="skip the one-call-per-task baselines (~2 minutes)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="FOLDER",
+                        help="sample the server with py-spy (pip install py-spy) during the bulk push and pull")
     args = parser.parse_args(argv)
     if args.tasks < 1:
         parser.error("--tasks must be at least 1")
@@ -375,15 +497,17 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[TOKEN_ENV] = token
             conn = connect(LabelStudioAnnotatorConfig(kind="labelstudio", url=server.url, token_env=TOKEN_ENV),
                            Path(folder))
-            header = (f"Label Studio {server_version(server.url, token)} (local, SQLite, 127.0.0.1), "
+            database = {"sqlite": "SQLite", "default": "PostgreSQL", "postgresql": "PostgreSQL"}.get(
+                os.environ.get("DJANGO_DB", "sqlite"), os.environ.get("DJANGO_DB", "sqlite"))
+            header = (f"Label Studio {server_version(server.url, token)} (local, {database}, 127.0.0.1), "
                       f"label-studio-sdk {label_studio_sdk.__version__}, Python {platform.python_version()}, "
                       f"{os.cpu_count()} cores ({platform.machine()}, {platform.system()}); "
                       f"{args.tasks:,} tasks, {len(CLASSES)} classes, ~30 words each")
             console.print(header)
             console.print("push ...")
-            bench_push(conn, args.tasks, rows, breakdown)
+            bench_push(conn, server, args.tasks, rows, breakdown, not args.no_per_call, args.profile)
             console.print("pull ...")
-            bench_pull(conn, args.tasks, rows, breakdown)
+            bench_pull(conn, server, args.tasks, rows, breakdown, not args.no_per_call, args.profile)
         finally:
             server.stop()
     print_rich(header, rows, breakdown)

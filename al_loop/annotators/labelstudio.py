@@ -8,12 +8,15 @@ Each task's overlap (how many annotators answer it) is set on the task itself: L
 stream keeps serving a task to other annotators until that many answered (community edition included).
 
 Pull asks which tasks changed since the cursor (a cheap listing), exports just those with their
-annotations, and reports deleted tasks. The cursor is the newest task `updated_at` seen (deleting an
-annotation bumps it too) and the project's task count; each pull re-reads a few seconds before it, and
-the ledger drops what it already has. Each task read reports the answer ids it holds, so an answer deleted
-in Label Studio is retired. Whether tasks were deleted is checked (an id-only listing) only when the task
-count differs from the last pull's plus this process's imports: a deletion hidden by an import of foreign
-tasks in the same interval is caught at the next change of the count.
+annotations, and reports deleted tasks. A first pull counts the answered tasks and exports them all. A
+pull of more than `snapshot_threshold` tasks reads an export snapshot instead (created, downloaded, then
+deleted: no query string of ids, no converter pass); smaller ones use the direct export. The cursor is the
+newest task `updated_at` seen (deleting an annotation bumps it too) and the project's task count; each
+pull re-reads a few seconds before it, and the ledger drops what it already has. Each task read reports
+the answer ids it holds, so an answer deleted in Label Studio is retired. Whether tasks were deleted is
+checked (an id-only listing) only when the task count differs from the last pull's plus this process's
+imports: a deletion hidden by an import of foreign tasks in the same interval is caught at the next change
+of the count.
 
 The labeling stream ('Uncertainty sampling') serves the current model's tasks by lowest prediction score:
 the score is derived from al-loop's order (`al_order` n -> n / (n + 1)), so rank 1 comes first; the model's
@@ -23,6 +26,8 @@ confidence is in the task data (`al_confidence`).
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -43,6 +48,19 @@ _OVERLAP = timedelta(seconds=5)
 _EXPORT_CHUNK = 500
 _PAGE = 5000
 _COUNT_MARK = " tasks="  # the cursor: '<updated_at> tasks=<count>'
+SNAPSHOT_THRESHOLD = 1000  # changed tasks above which a pull reads an export snapshot instead of exporting by ids
+SNAPSHOT_TIMEOUT = 600.0  # seconds to wait for a snapshot built in a background job
+_SNAPSHOT_POLL = 0.5
+_SNAPSHOT_TITLE = "al-loop pull "  # + a random tag: a snapshot whose id was lost is still found and deleted
+# answered tasks only (skipped ones included), every annotation (skipped and ground truth too), ids instead of
+# nested drafts, predictions and users, no history: what a pull reads, and nothing it does not
+_SNAPSHOT_OPTIONS: dict[str, Any] = {
+    "task_filter_options": {"only_with_annotations": True},
+    "annotation_filter_options": {"usual": True, "ground_truth": True, "skipped": True},
+    "serialization_options": {"drafts": {"only_id": True}, "predictions": {"only_id": True},
+                              "annotations__completed_by": {"only_id": True}, "include_annotation_history": False,
+                              "interpolate_key_frames": False},
+}
 
 
 class LabelStudioAnnotator:
@@ -51,12 +69,15 @@ class LabelStudioAnnotator:
     name = "labelstudio"
 
     def __init__(self, conn: Connection, project_id: int, classes: Sequence[str], text_column: str | None,
-                 bots: Bots | None = None) -> None:
+                 bots: Bots | None = None, snapshot_threshold: int = SNAPSHOT_THRESHOLD,
+                 snapshot_timeout: float = SNAPSHOT_TIMEOUT) -> None:
         self.conn = conn
         self.project_id = project_id
         self.classes = list(classes)
         self.text_column = text_column
         self.bots = bots
+        self.snapshot_threshold = snapshot_threshold  # more changed tasks than this: one export snapshot
+        self.snapshot_timeout = snapshot_timeout
         self._users: dict[int, str] = {}
         self._model_version: str | None = None
         self._default_overlap: int | None = None
@@ -169,12 +190,23 @@ class LabelStudioAnnotator:
             self.bots.answer(pending)
         stamp, known_count = _parse_cursor(since)
         listed: list[dict[str, Any]] | None = None
-        if stamp is None:  # first pull: one export of every answered task
-            tasks = self._export(None)
-        else:  # later pulls: a cheap listing of what changed, then an export of just those with answers
-            listed = self._changed_since(stamp)
-            tasks = self._export([str(t["id"]) for t in listed
-                                  if (t.get("total_annotations") or 0) + (t.get("cancelled_annotations") or 0) > 0])
+        if stamp is None:  # first pull: every answered task (a snapshot when there are many)
+            answered = self._answered_count()
+            tasks = [] if answered == 0 else self._snapshot() if answered > self.snapshot_threshold else \
+                self._export(None)
+        else:  # later pulls: what changed since the cursor (a few seconds before it)
+            start = (datetime.strptime(stamp, _TIME_FORMAT) - _OVERLAP).strftime(_TIME_FORMAT)
+            if self._count(_changed_filter(start), "count changed tasks") > self.snapshot_threshold:
+                # many: a snapshot of all answered tasks, kept to the changed ones, and a listing of the changed
+                # tasks without any answer left (their answers were deleted); no listing of every changed task
+                tasks = [t for t in self._snapshot() if t.get("updated_at") and _stamp(t["updated_at"]) > start]
+                listed = self._list_tasks(_changed_filter(start, unanswered=True), "id,updated_at",
+                                          "list changed tasks without answers")
+            else:  # a cheap listing of what changed, then an export of just those with answers
+                listed = self._list_tasks(_changed_filter(start), "id,updated_at,total_annotations,"
+                                          "cancelled_annotations", "list changed tasks")
+                tasks = self._export([str(t["id"]) for t in listed if (t.get("total_annotations") or 0)
+                                      + (t.get("cancelled_annotations") or 0) > 0])
         result = PullResult(cursor=since)
         problems: list[str] = []
         for task in tasks:
@@ -205,6 +237,20 @@ class LabelStudioAnnotator:
         body = response.json() if response.status_code == 200 else {}
         return int(body.get("total", 0)) if isinstance(body, dict) else len(body)
 
+    def _answered_count(self) -> int:
+        """How many tasks hold an answer or a skip."""
+        return self._count(dm_filters([("filter:tasks:total_annotations", "greater", "Number", 0),
+                                       ("filter:tasks:cancelled_annotations", "greater", "Number", 0)],
+                                      conjunction="or"), "count the answered tasks")
+
+    def _count(self, query: str, doing: str) -> int:
+        """How many tasks a Data Manager query selects (one page of one task: its `total`)."""
+        response = self._request("GET", "api/tasks/", doing, past_the_end=True, params={
+            "project": self.project_id, "fields": "all", "include": "id", "query": query, "page": 1,
+            "page_size": 1})
+        body = response.json() if response.status_code == 200 else {}
+        return int(body.get("total", 0)) if isinstance(body, dict) else len(body)
+
     def requeue(self, overlaps: Mapping[str, int]) -> None:
         """Ask more annotators for these tasks (task id -> overlap): Label Studio counts a submission without
         a choice as done, so the task's overlap is raised and it is marked unlabeled (a PATCH does not
@@ -231,13 +277,6 @@ class LabelStudioAnnotator:
                 return tasks
             page += 1
 
-    def _changed_since(self, since: str) -> list[dict[str, Any]]:
-        """Tasks updated since a few seconds before `since`: id, updated_at and answer counts (a task whose
-        answers were all deleted is listed too: deleting an annotation bumps the task's `updated_at`)."""
-        start = datetime.strptime(since, _TIME_FORMAT) - _OVERLAP
-        query = dm_filters([("filter:tasks:updated_at", "greater", "Datetime", start.strftime(_TIME_FORMAT))])
-        return self._list_tasks(query, "id,updated_at,total_annotations,cancelled_annotations", "list changed tasks")
-
     def _export(self, task_ids: list[str] | None) -> list[dict[str, Any]]:
         """Answered tasks with their annotations: all of them (None), or these ids (in chunks of 500: the
         server rejects query strings of 1,000 fields). Raw request, because the SDK's `download_sync` sends
@@ -253,13 +292,63 @@ class LabelStudioAnnotator:
                                       f"export annotations from project {self.project_id}", params=params).json()
         return exported
 
+    def _snapshot(self) -> list[dict[str, Any]]:
+        """Every answered task with its annotations, through an export snapshot: create it (built in the request,
+        or in a background job on a server with Redis/RQ: then polled), download its JSON, delete it; deleted
+        also when anything fails, and found by its title when its id was lost (a request that timed out)."""
+        base = f"api/projects/{self.project_id}/exports"
+        title = f"{_SNAPSHOT_TITLE}{uuid.uuid4().hex[:12]}"
+        snapshot: int | None = None
+        try:
+            created = self._request("POST", f"{base}/", f"create an export snapshot of project {self.project_id}",
+                                    json={"title": title, **_SNAPSHOT_OPTIONS},
+                                    request_options={"max_retries": 0, "timeout_in_seconds": self.snapshot_timeout})
+            body = created.json()
+            snapshot = int(body["id"])
+            self._await_snapshot(base, snapshot, str(body.get("status")))
+            # no exportType: the snapshot's own JSON file (exportType=JSON may run the converter over it)
+            return self._request("GET", f"{base}/{snapshot}/download",
+                                 f"download export snapshot {snapshot} of project {self.project_id}",
+                                 request_options={"timeout_in_seconds": self.snapshot_timeout}).json()
+        finally:
+            self._delete_snapshots(base, title, snapshot)
+
+    def _await_snapshot(self, base: str, snapshot: int, status: str) -> None:
+        deadline = time.monotonic() + self.snapshot_timeout
+        while status != "completed":
+            if status == "failed":
+                raise ServiceError(f"Label Studio at {self.conn.url} failed to build export snapshot {snapshot} of "
+                                   f"project {self.project_id} (see the server's log); re-run the command to retry")
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"export snapshot {snapshot} of project {self.project_id} on {self.conn.url} is still "
+                    f"{status!r} after {self.snapshot_timeout:.0f} s. A server that builds snapshots in background "
+                    "jobs (Redis/RQ) needs a running worker for its 'default' queue: start one (e.g. `python "
+                    "label_studio/manage.py rqworker default` beside the server), or wait and re-run the command")
+            time.sleep(_SNAPSHOT_POLL)
+            status = str(self._request("GET", f"{base}/{snapshot}", f"read export snapshot {snapshot}").json()
+                         .get("status"))
+
+    def _delete_snapshots(self, base: str, title: str, snapshot: int | None) -> None:
+        """Delete this pull's snapshot; never raises (a failure here must not hide the pull's own error)."""
+        try:
+            doomed = {snapshot} if snapshot is not None else set()
+            if snapshot is None:  # the creation failed or its answer was lost: look for it by title
+                listed = self._request("GET", f"{base}/", f"list export snapshots of project {self.project_id}")
+                doomed |= {int(e["id"]) for e in listed.json() if e.get("title") == title}
+            for pk in doomed:
+                self._request("DELETE", f"{base}/{pk}", f"delete export snapshot {pk}", past_the_end=True)
+        except Exception as error:  # reported, never raised
+            log.warning("could not delete export snapshot %s of project %s (%s); delete it in Label Studio "
+                        "(project settings -> Export)", snapshot or title, self.project_id, error)
+
     def _request(self, method: str, path: str, doing: str, past_the_end: bool = False,
                  **kwargs: Any) -> httpx.Response:
-        """A raw API request (where the SDK is slower or wrong); anything but 200 is a ServiceError, except a
-        404 when `past_the_end` (a listing asked for the page after its last)."""
+        """A raw API request (where the SDK is slower or wrong); anything but 2xx is a ServiceError, except a
+        404 when `past_the_end` (a listing asked for the page after its last; an object already gone)."""
         http = self.conn.client._client_wrapper.httpx_client
         response = call(lambda: http.request(path, method=method, **kwargs), self.conn.url, doing)
-        if response.status_code != 200 and not (past_the_end and response.status_code == 404):
+        if not 200 <= response.status_code < 300 and not (past_the_end and response.status_code == 404):
             raise ServiceError(f"Label Studio at {self.conn.url} failed to {doing} (HTTP {response.status_code}: "
                                f"{response.text[:200]}); re-run the command to retry")
         return response
@@ -309,6 +398,16 @@ class LabelStudioAnnotator:
             users = call(lambda: list(self.conn.client.users.list()), self.conn.url, "list users")
             self._users = {int(u.id): (u.email or u.username or str(u.id)) for u in users}
         return self._users.get(int(user), f"user-{user}")
+
+
+def _changed_filter(start: str, unanswered: bool = False) -> str:
+    """Tasks updated after `start` (a task whose answers were all deleted too: deleting an annotation bumps
+    the task's `updated_at`); with `unanswered`, only those holding no answer and no skip."""
+    items: list[tuple[str, str, str, Any]] = [("filter:tasks:updated_at", "greater", "Datetime", start)]
+    if unanswered:
+        items += [("filter:tasks:total_annotations", "equal", "Number", 0),
+                  ("filter:tasks:cancelled_annotations", "equal", "Number", 0)]
+    return dm_filters(items)
 
 
 def _choice(result: list[dict[str, Any]]) -> str | None:

@@ -95,7 +95,7 @@ def describe_api_error(error: ApiError, url: str, doing: str) -> str:
     return f"Label Studio at {url} failed to {doing} (HTTP {error.status_code}: {detail})"
 
 
-def dm_filters(items: list[tuple[str, str, str, Any]]) -> str:
-    """A Data Manager query: (filter, operator, type, value) items joined with AND."""
-    return json.dumps({"filters": {"conjunction": "and", "items": [
+def dm_filters(items: list[tuple[str, str, str, Any]], conjunction: str = "and") -> str:
+    """A Data Manager query: (filter, operator, type, value) items joined with AND (or OR)."""
+    return json.dumps({"filters": {"conjunction": conjunction, "items": [
         {"filter": f, "operator": o, "type": t, "value": v} for f, o, t, v in items]}})
