@@ -303,25 +303,60 @@ def compare(config: ConfigArg,
 
 @app.command()
 def route(config: ConfigArg,
-          input: Annotated[Path, typer.Option("--input", help="CSV/Parquet/JSONL of new rows (same columns).")],
+          input: Annotated[Path | None, typer.Option(
+              "--input", help="CSV/Parquet/JSONL of new rows (same columns); not needed with --explain.")] = None,
+          explain: Annotated[bool, typer.Option(
+              "--explain", help="Show what each target error rate (epsilon) would automate with this model, on its "
+                                "held-out rows; routes nothing.")] = False,
           run_id: Annotated[str | None, typer.Option(help="MLflow run whose model to use (default: the loop's).")]
           = None,
           model: Annotated[str | None, typer.Option(
               "--model", help="Registered model version to use: NAME@ALIAS (e.g. al-loop@latest), NAME/VERSION or "
                               "models:/NAME@ALIAS; loaded only if a ledger of output_dir recorded it.")]
-          = None) -> None:
+          = None, strategy: StrategyOpt = None, seed: SeedOpt = None) -> None:
     """Auto-accept confident predictions, send the rest to Label Studio for review, record every decision."""
+    from al_loop.route import describe
+    from al_loop.route import explain as explain_route
     from al_loop.route import route as route_rows
 
+    if input is None and not explain:
+        raise _fail(AlLoopError("give --input with the new rows to route (same columns as the pool), or --explain to "
+                                "see the epsilon / automation trade-off without routing"))
     try:
-        result = route_rows(api.load_config(config), input, run_id=run_id, model=model)
+        cfg = api.load_config(config).with_overrides(strategy=strategy, seed=seed)
+        if explain:
+            _print_tradeoff(explain_route(cfg, run_id=run_id, model=model))
+            if input is None:
+                return
+        assert input is not None
+        result = route_rows(cfg, input, run_id=run_id, model=model)
     except AlLoopError as error:
         raise _fail(error) from None
-    t = result.threshold
-    console.print(f"threshold hi = {min(t.hi, 1.0):.4f} (held-out: {t.share_automated:.1%} automated, error upper "
-                  f"bound {t.error_upper_bound:.2%}); model of run {result.model_run_id}", highlight=False)
-    console.print(f"auto-accepted {result.auto}, sent for review {result.review} ({result.pushed} new tasks "
-                  f"pushed); decisions: {result.decisions}", soft_wrap=True, highlight=False)
+    trusted = result.threshold.auto_count == 0 or result.within_epsilon
+    console.print(_styled("" if trusted else "warning: ", "yellow", describe(result)), soft_wrap=True,
+                  highlight=False)
+    console.print(f"model of run {result.model_run_id}; auto-accepted {result.auto}, sent for review {result.review} "
+                  f"({result.pushed} new tasks pushed); decisions: {result.decisions}", soft_wrap=True,
+                  highlight=False)
+
+
+def _print_tradeoff(explanation: Any) -> None:
+    """The epsilon / automation table of `route --explain`."""
+    routing = explanation.routing
+    console.print(f"What each target error rate would automate with the model of run {explanation.model_run_id}, "
+                  f"calibrated ({routing.procedure}, {routing.confidence_level:.0%} confidence) on "
+                  f"{explanation.calibration.sources}:", soft_wrap=True, highlight=False)
+    console.print(f"  {'epsilon':>8}  {'automated':>9}  {'95% band':>13}  {'hi':>6}  {'error bound':>11}",
+                  highlight=False)
+    for epsilon, t, (low, high) in explanation.rows:
+        bound = "-" if t.error_upper_bound is None or not t.auto_count else f"{t.error_upper_bound:.2%}"
+        hi = f"{t.hi:.4f}" if t.auto_count else "-"
+        mark = "  <- routing.epsilon" if epsilon == routing.epsilon else ""
+        console.print(f"  {epsilon:>8.1%}  {t.share_automated:>9.1%}  {f'{low:.0%}-{high:.0%}':>13}  {hi:>6}  "
+                      f"{bound:>11}{mark}", highlight=False)
+    console.print("Set routing.epsilon in the config to the error rate you can accept; a larger held-out set "
+                  "(evaluation.size, a test split) narrows the bound and automates more at the same epsilon.",
+                  soft_wrap=True, highlight=False)
 
 
 @app.command()

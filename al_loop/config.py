@@ -261,6 +261,8 @@ class RoutingConfig(_Strict):
     hi: float | None = Field(None, gt=0, le=1, description="fixed threshold; null = calibrated for epsilon")
     epsilon: float = Field(0.02, gt=0, lt=1, description="target error rate among auto-accepted items")
     confidence_level: float = Field(0.95, gt=0.5, lt=1, description="confidence of the Clopper-Pearson bound")
+    procedure: Literal["fallback", "fixed_sequence"] = Field(
+        "fallback", description="multiple-testing procedure of the calibration (docs/routing.md)")
 
 
 class CostsConfig(_Strict):

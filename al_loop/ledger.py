@@ -569,6 +569,11 @@ class Ledger:
         return self._db.execute("SELECT id, data, label FROM routed WHERE label IS NOT NULL "
                                 "ORDER BY labeled_at, id").fetchall()
 
+    def routed_counts(self, model: str) -> dict[str, int]:
+        """Items routed with the model of an MLflow run, by decision (auto, review)."""
+        return dict(self._db.execute("SELECT decision, COUNT(*) FROM routed WHERE model = ? GROUP BY decision",
+                                     (model,)).fetchall())
+
     def partly_answered(self, round_index: int) -> int:
         """Queued examples of a round with some answers, but fewer (answers + skips) than they ask for."""
         return self._db.execute(

@@ -70,7 +70,8 @@ from al_loop.tracking import RunInput, Tracker, model_alias, registered_model_na
 from al_loop.workspace import Workspace, prepare
 
 log = logging.getLogger(__name__)
-FINAL_MODEL = "final_model"  # ledger meta: {"run_id", "model_id", "key", "sha256"[, "registered"]} of the final model
+# ledger meta: {"run_id", "model_id", "key", "sha256", "labels", "routed_trained"[, "registered"]} of the final model
+FINAL_MODEL = "final_model"
 FINAL_MODEL_INTENT = "final_model/intent"  # ledger meta: the key of the model being logged
 EXAMPLE_ROWS = 3  # the final model's input example: the first rows of the pool's input columns
 AUDIT_ARTIFACT = "audit/labels.csv"  # the run's artifact: the audit table at the last finish
@@ -257,8 +258,7 @@ def fit_labeled(template: Any, workspace: Workspace, labels: dict[str, str],
     values = list(labels.values())
     y = [values[i] for i in order]
     if reviewed:
-        routed = workspace.featurizer.transform(pd.DataFrame([json.loads(d) for _, d, _ in reviewed]))
-        x = sparse.vstack([x, routed]).tocsr() if sparse.issparse(x) else np.vstack([x, routed])
+        x = _stack([x, workspace.featurizer.transform(pd.DataFrame([json.loads(d) for _, d, _ in reviewed]))])
         y += [label for _, _, label in reviewed]
     return fit(template, x, np.array(y), workspace.classes, previous=previous)
 
@@ -283,7 +283,7 @@ class _Loop:
         self.template = build_estimator(config.model, config.seed)
         self.has_eval_round = config.evaluation.size > 0
         self.stop_rows = stop_set(config, len(workspace.splits.pool))
-        self._cached: tuple[tuple[int, int], FittedModel] | None = None
+        self._cached: tuple[tuple[int, int, int], FittedModel, frozenset[str]] | None = None
         self._taken: tuple[set[str], np.ndarray] = (set(), np.zeros(len(workspace.splits.pool), dtype=bool))
         self._select_seconds: dict[int, float] = {}  # measured in this process (a resumed round has none)
         self._strategy_cache: dict[Any, Any] = {}  # what strategies keep for this process (e.g. refitted models)
@@ -607,7 +607,7 @@ class _Loop:
                     test = self.ws.splits.test
                     if test is not None and self.ws.x_test is not None:
                         metrics |= {f"test_{k}": v for k, v in evaluate(model, self.ws.x_test, test.labels).items()}
-                metrics |= self.decisions(round_index, model, labels, held_out, metrics)
+                metrics |= self.decisions(round_index, model, labels, metrics)
         metrics |= self.quality_metrics(round_index)
         picked = [r[0] for r in self.ledger.round_ambiguities(round_index) if r[0] is not None]
         if picked:
@@ -679,12 +679,12 @@ class _Loop:
         return None
 
     def decisions(self, round_index: int, model: FittedModel, labels: dict[str, str],
-                  held_out: tuple[Any, np.ndarray] | None, metrics: dict[str, float]) -> dict[str, float]:
-        """Routing on the held-out rows (where routing is set up), stop-set agreement with the previous model,
-        break-even (where a value per accuracy point or the break-even rule is set)."""
+                  metrics: dict[str, float]) -> dict[str, float]:
+        """Routing on every held-out labeled row (where routing is set up), stop-set agreement with the previous
+        model, break-even (where a value per accuracy point or the break-even rule is set)."""
         out: dict[str, float] = {}
-        if held_out is not None and self.routing_on():
-            out |= routing_metrics(self.config, model, *held_out)
+        if self.routing_on() and (calibration := self.routing_rows()) is not None:
+            out |= routing_metrics(self.config, model, *calibration)
         current = model.predict_proba(self.ws.x_pool[self.stop_rows]).argmax(axis=1)
         previous = next((p for r in range(round_index - 1, -1, -1)
                          if (p := self.ledger.get_meta(f"stop_set_predictions/{r}")) is not None), None)
@@ -699,6 +699,27 @@ class _Loop:
                      if r.n_labels and "accuracy" in r.metrics]
             out |= break_even_metrics(self.config, [*curve, (float(len(labels)), metrics["accuracy"])])
         return out
+
+    def routing_rows(self) -> tuple[Any, np.ndarray] | None:
+        """What the round's routing is calibrated on: every label the campaign paid for that the model did not train
+        on. The evaluation labels, the reviewed routed items the model did not train on (none: `model_for` trains
+        on every reviewed item), and the test split; None if there is none of them."""
+        eval_labels = self.ledger.labels(purpose="eval")
+        trained = self._cached[2] if self._cached is not None else frozenset()
+        reviewed = [(d, label) for i, d, label in self.ledger.routed_labels() if i not in trained]
+        parts: list[Any] = []
+        labels: list[Any] = []
+        if eval_labels:
+            parts.append(self.ws.x_pool[self.ws.rows(list(eval_labels))])
+            labels += list(eval_labels.values())
+        if reviewed:
+            parts.append(self.ws.featurizer.transform(pd.DataFrame([json.loads(d) for d, _ in reviewed])))
+            labels += [label for _, label in reviewed]
+        test = self.ws.splits.test
+        if test is not None and self.ws.x_test is not None:
+            parts.append(self.ws.x_test)
+            labels += list(test.labels)
+        return (_stack(parts), np.array(labels, dtype=object)) if parts else None
 
     def routing_on(self) -> bool:
         """Whether routing means something for this run: `routing` or `costs` set in the config (other than the
@@ -722,7 +743,7 @@ class _Loop:
         if self._cached is None or self._cached[0] != key:
             previous = self._cached[1] if self._cached is not None and self.config.model.warm_start else None
             model = fit_labeled(self.template, self.ws, labels, reviewed, previous=previous)
-            self._cached = (key, model)
+            self._cached = (key, model, frozenset(i for i, _, _ in reviewed))  # the routed items it trained on
         return self._cached[1]
 
     # -- the end ----------------------------------------------------------------------------------
@@ -746,7 +767,7 @@ class _Loop:
                 model = self.model_for(labels) if labels else None
                 if self.config.tracking.log_model and model is not None and hasattr(model.estimator, "fit"):
                     pipeline = Pipeline([("features", self.ws.featurizer), ("model", model.estimator)])
-                    self.log_final_model(pipeline, finished_key)
+                    self.log_final_model(pipeline, finished_key, len(labels))
             self.log_audit()
             last = rounds[-1].metrics if rounds else {}
             flagged = [key.split("/")[1] for key, value in last.items()  # the metric names of the annotators
@@ -763,19 +784,22 @@ class _Loop:
                               reference.targets, reference.full_accuracy, reference.budget)
         self.tracker.log_metrics(self.run_id, summary, step=int(rounds[-1].n_labels or 0))
 
-    def log_final_model(self, pipeline: Pipeline, finished_key: str) -> None:
+    def log_final_model(self, pipeline: Pipeline, finished_key: str, n_labels: int) -> None:
         """Log the final model once, even across a crash, record which one (id and content hash), and register it.
 
         The intent is written to the ledger first; a model this run already logged with the same key (the process
         died after logging it, before the ledger said `finished`) is reused instead of logged again, and so is its
-        registered version. `al-loop route` loads only the recorded model, after checking its hash."""
+        registered version. `al-loop route` loads only the recorded model, after checking its hash; the record also
+        says what the model trained on (its label count, and the reviewed routed items), so that `route` never
+        calibrates on a row the model saw."""
         key = f"{self.run_id}/{finished_key}"
         self.ledger.set_meta(FINAL_MODEL_INTENT, key)
         example = self.ws.splits.pool.inputs.head(EXAMPLE_ROWS).reset_index(drop=True)
         model_id = self.tracker.find_model(self.run_id, key) or self.tracker.log_model(
             self.run_id, pipeline, key=key, input_example=example)
         record = {"run_id": self.run_id, "model_id": model_id, "key": key,
-                  "sha256": self.tracker.model_digest(model_id)}
+                  "sha256": self.tracker.model_digest(model_id), "labels": n_labels,
+                  "routed_trained": sorted(self._cached[2]) if self._cached is not None else []}
         self.ledger.set_meta(FINAL_MODEL, json.dumps(record))
         if self.register:
             name = registered_model_name(self.config.tracking.experiment)
@@ -793,6 +817,13 @@ class _Loop:
         with tempfile.TemporaryDirectory() as folder:
             path = export_audit(self.config, Path(folder) / AUDIT_ARTIFACT.split("/")[-1]).path
             self.tracker.log_artifact(self.run_id, path, AUDIT_ARTIFACT.rsplit("/", 1)[0])
+
+
+def _stack(parts: list[Any]) -> Any:
+    """Feature rows stacked in order (sparse stays sparse)."""
+    if len(parts) == 1:
+        return parts[0]
+    return sparse.vstack(parts).tocsr() if any(sparse.issparse(p) for p in parts) else np.vstack(parts)
 
 
 class _LedgerState:

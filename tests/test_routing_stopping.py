@@ -57,6 +57,27 @@ def test_apply_and_costs_count_what_each_policy_pays() -> None:
     assert (bill.routing, bill.manual, bill.automation) == (2 * 1.0 + 1 * 10.0, 5.0, 20.0)
 
 
+def test_route_metrics_say_when_nothing_is_certified_and_when_a_rule_breaks_epsilon(write_config) -> None:
+    from al_loop.api import load_config
+    from al_loop.decisions import cost_metrics, threshold_metrics
+
+    config = load_config(write_config(routing={"epsilon": 0.02}))
+    confidence = np.linspace(0.5, 1.0, 100)
+    nothing = calibrate(confidence, np.ones(100, dtype=bool), epsilon=0.02)  # 100 rows cannot certify 2% at 95%
+    metrics = threshold_metrics(config, nothing)
+    assert (metrics["route_certified"], metrics["route_share_automated"]) == (0.0, 0.0)
+    assert "route_error_bound" not in metrics and "route_errors_per_1000_bound" not in metrics
+    assert metrics["route_needed_rows"] == nothing.needed_rows > 100
+    assert cost_metrics(config, nothing, 0)["cost_routing_per_item"] == 1.0, "everything goes to people"
+
+    fixed = load_config(write_config(routing={"hi": 0.6, "epsilon": 0.02}))
+    loose = apply(confidence, confidence > 0.7, hi=0.6)  # automates rows that are wrong up to 0.7
+    metrics = threshold_metrics(fixed, loose) | cost_metrics(fixed, loose, int((confidence <= 0.7).sum()))
+    assert metrics["route_within_epsilon"] == 0.0 and metrics["route_certified"] == 0.0
+    assert metrics["route_error_bound"] > 0.02 and metrics["route_realized_error"] == loose.auto_errors / 80
+    assert metrics["cost_routing_bound_per_item"] > metrics["cost_routing_per_item"]
+
+
 def test_stabilizing_predictions_fires_after_a_window_of_agreement() -> None:
     assert agreement(["a", "b", "a"], ["a", "b", "a"]) == 1.0
     assert agreement(["a", "b", "a", "b"], ["b", "a", "b", "a"]) == pytest.approx(-1.0)
@@ -88,8 +109,12 @@ def test_each_round_logs_routing_stop_kappa_and_break_even_and_the_rule_stops_th
     last = result.rounds[-1].metrics
     assert result.rounds[-1].n_labels < 400, "it stopped before the budget"
     assert last["stop_kappa"] >= 0.95 and result.rounds[-2].metrics["stop_kappa"] >= 0.95
-    assert 0 <= last["route_share_automated"] <= 1 and last["route_error_bound"] <= 0.02 + 1e-9
-    assert last["cost_manual_per_item"] == 1.0
+    assert 0 <= last["route_share_automated"] <= 1 and last["route_within_epsilon"] == 1.0
+    if last["route_certified"]:
+        assert last["route_error_bound"] <= 0.02 + 1e-9 and "route_errors_per_1000_bound" in last
+    else:
+        assert "route_error_bound" not in last and last["route_share_automated"] == 0.0
+    assert last["cost_manual_per_item"] == 1.0 and "cost_routing_bound_per_item" in last
     assert {"next_batch_gain", "next_batch_value", "next_batch_cost"} <= set(last)
     assert "stop_kappa" not in result.rounds[0].metrics, "no predecessor for the first model"
 
