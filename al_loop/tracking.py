@@ -80,6 +80,7 @@ class Tracker:
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         self.tracking_uri = tracking_uri
+        self._last_step: dict[tuple[str, str], int] = {}  # (run, metric) -> highest step in the store, as known
         check_store(tracking_uri)
         _follow_a_moved_store(tracking_uri)
         try:
@@ -151,14 +152,23 @@ class Tracker:
         return run_id
 
     def log_step(self, run_id: str, step: int, metrics: dict[str, float]) -> None:
-        """Log one round's metrics at `step`, unless that step is already there (a resumed round)."""
+        """Log one round's metrics at `step`, unless that step is already there (a resumed round).
+
+        The store's history is read only for a step at or below the highest one this tracker knows of: a loop holds
+        its ledger's lock while it logs, so a later round's step cannot be in the store yet, and reading the whole
+        history every round made logging grow with the rounds."""
         if not metrics:
             return
         first = next(iter(metrics))
-        if any(m.step == step for m in self.client.get_metric_history(run_id, first)):
-            return
+        known = self._last_step.get((run_id, first))
+        if known is None or step <= known:
+            steps = {m.step for m in self.client.get_metric_history(run_id, first)}
+            self._last_step[(run_id, first)] = max(steps, default=step - 1)
+            if step in steps:
+                return
         timestamp = mlflow.utils.time.get_current_time_millis()
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), timestamp, step) for k, v in metrics.items()])
+        self._last_step[(run_id, first)] = max(step, self._last_step.get((run_id, first), step))
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         timestamp = mlflow.utils.time.get_current_time_millis()

@@ -362,3 +362,19 @@ def test_a_moved_run_folder_keeps_its_registered_models(write_config, tmp_path: 
     routed = _route(path, _traffic(config, tmp_path), "--model", f"{name}@latest")
     assert routed.exit_code == 0, routed.output
     assert not first.exists()
+
+
+def test_logging_a_round_reads_the_metric_history_once_per_run_not_every_round(write_config, monkeypatch) -> None:
+    """Each round used to read the first metric's whole history to check for a resumed round (growing with the
+    rounds); now only a step the tracker cannot rule out is checked against the store."""
+    reads: list[str] = []
+    history = MlflowClient.get_metric_history
+
+    def counted(self, run_id: str, key: str, *args, **kwargs):
+        reads.append(key)
+        return history(self, run_id, key, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "get_metric_history", counted)
+    result = run_loop(load_config(write_config(loop={"budget": 80, "batch_size": 10})))
+    assert len([r for r in result.rounds if r.n_labels]) >= 6
+    assert reads.count(next(iter(result.rounds[-1].metrics))) <= 2, reads
