@@ -326,14 +326,12 @@ def route(config: ConfigArg,
         cfg = api.load_config(config).with_overrides(strategy=strategy, seed=seed)
         if explain:
             _print_tradeoff(explain_route(cfg, run_id=run_id, model=model))
-            if input is None:
-                return
-        assert input is not None
+        if input is None:  # --explain alone (checked above)
+            return
         result = route_rows(cfg, input, run_id=run_id, model=model)
     except AlLoopError as error:
         raise _fail(error) from None
-    trusted = result.threshold.auto_count == 0 or result.within_epsilon
-    console.print(_styled("" if trusted else "warning: ", "yellow", describe(result)), soft_wrap=True,
+    console.print(_styled("" if result.within_epsilon else "warning: ", "yellow", describe(result)), soft_wrap=True,
                   highlight=False)
     console.print(f"model of run {result.model_run_id}; auto-accepted {result.auto}, sent for review {result.review} "
                   f"({result.pushed} new tasks pushed); decisions: {result.decisions}", soft_wrap=True,

@@ -236,8 +236,9 @@ def calibration_rows(workspace: Workspace, ledger: Ledger, trained: frozenset[st
     """Every held-out label the campaign paid for, without a row the model trained on: the evaluation labels,
     the reviewed routed items, the test split (inputs, labels, and what they are)."""
     pool, test = workspace.splits.pool, workspace.splits.test
-    eval_labels = {e: v for e, v in ledger.labels(purpose="eval").items() if e not in trained}
-    reviewed = [(i, d, v) for i, d, v in ledger.routed_labels() if i not in trained]
+    all_eval, all_reviewed = ledger.labels(purpose="eval"), ledger.routed_labels()
+    eval_labels = {e: v for e, v in all_eval.items() if e not in trained}
+    reviewed = [(i, d, v) for i, d, v in all_reviewed if i not in trained]
     test_keep = ([k for k, e in enumerate(test.ids) if str(e) not in trained] if test is not None else [])
     frames = [pool.inputs.iloc[workspace.rows(list(eval_labels))],
               pd.DataFrame([json.loads(d) for _, d, _ in reviewed], columns=list(pool.inputs.columns)),
@@ -245,7 +246,7 @@ def calibration_rows(workspace: Workspace, ledger: Ledger, trained: frozenset[st
     labels = [*eval_labels.values(), *(v for _, _, v in reviewed),
               *(np.asarray(test.labels, dtype=object)[test_keep] if test is not None else [])]
     ids = (*eval_labels, *(i for i, _, _ in reviewed), *(str(test.ids[k]) for k in test_keep))
-    every = len(ledger.labels(purpose="eval")) + len(ledger.routed_labels()) + (len(test.ids) if test else 0)
+    every = len(all_eval) + len(all_reviewed) + (len(test.ids) if test else 0)
     calibration = Calibration(ids=tuple(ids), eval_rows=len(eval_labels), routed_rows=len(reviewed),
                               test_rows=len(test_keep), excluded=every - len(ids))
     inputs = pd.concat([f for f in frames if len(f)], ignore_index=True) if ids else pool.inputs.iloc[:0]

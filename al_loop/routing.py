@@ -65,7 +65,8 @@ def calibrate(confidence: np.ndarray, correct: np.ndarray, epsilon: float, level
       next candidate, so a clean start runs the scan at the full level; a failure does not end it: the scan goes on
       from the next starting point. Errors where the fixed sequence starts no longer send everything back to
       people. With few held-out rows (the first start would not come before the second) it is the fixed sequence.
-    - `fixed_sequence`: all of the budget on one start, the scan stops at its first failure (al-loop before 0.2).
+    - `fixed_sequence`: all of the budget on one start, the scan stops at its first failure (al-loop's only
+      procedure until `fallback` was added).
       Its start is the candidate automating min_rows(epsilon, level) rows (a pass plausible with errors at half the
       target rate), capped at half the rows and never below the fewest rows that could pass with no error.
 
